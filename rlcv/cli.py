@@ -1,0 +1,228 @@
+"""The `rlcv` command: synth, stage, train, evaluate, report, pipeline.
+
+Usable without DVC; `dvc repro` runs the same commands (see dvc.yaml). Paths are
+relative to the repository root (the folder holding params.yaml):
+
+    data/raw/<dataset>/          synthetic data in the official layout (rlcv synth)
+    data/staged/<dataset>/<subset>/  shards + manifest.json (rlcv stage)
+    runs/<row>-<seed>/           checkpoints and history.csv (rlcv train)
+    results/runs/<row>-<seed>/   metrics.json and history.csv (rlcv evaluate / train)
+    results/tables, results/plots, results/README.md (rlcv report)
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from rlcv import io as rio
+from rlcv import params as P
+from rlcv.errors import RlcvError
+
+DATA = Path("data")
+RUNS = Path("runs")
+RESULTS = Path("results")
+
+
+def run_dir(row: str, seed: int) -> Path:
+    return RUNS / f"{row}-{seed}"
+
+
+def result_dir(row: str, seed: int) -> Path:
+    return RESULTS / "runs" / f"{row}-{seed}"
+
+
+def source_root(params: P.Params, name: str, cfg: dict) -> Path:
+    """Where the official layout of dataset `name` lives for the active profile."""
+    if params.synthetic:
+        return DATA / "raw" / name
+    return params.real_root() / cfg.get("root", name)
+
+
+def cmd_synth(args) -> None:
+    import datasets
+
+    params = P.load(args.params)
+    module = datasets.get(args.dataset)
+    cfg = params.dataset(args.dataset)
+    out = Path(args.out) if args.out else DATA / "raw" / args.dataset
+    if not params.synthetic:
+        root = source_root(params, args.dataset, cfg)
+        rio.write_text(out / "REAL_DATA.md",
+                       f"profile {params.profile}: {args.dataset} is read from {root}\n")
+        print(f"profile {params.profile}: no synthetic data; {args.dataset} is read from {root}")
+        return
+    module.synth(out, cfg, int(cfg.get("seed", 0)))
+    print(f"wrote synthetic {args.dataset} ({params.profile} profile) to {out}")
+
+
+def cmd_stage(args) -> None:
+    import datasets
+
+    params = P.load(args.params)
+    module = datasets.get(args.dataset)
+    cfg = params.dataset(args.dataset)
+    root = Path(args.root) if args.root else source_root(params, args.dataset, cfg)
+    out = Path(args.out) if args.out else DATA / "staged" / args.dataset
+    cfg = {**cfg, "profile": params.profile}
+    with rio.atomic_dir(out) as tmp:   # the dataset's folder appears only when complete
+        manifests = module.stage(root, tmp, cfg)
+    for subset, m in manifests.items():
+        counts = ", ".join(f"{k} {v}" for k, v in m["counts"].items()) or "no images"
+        print(f"staged {args.dataset}/{subset}: {counts} -> {out / subset}/manifest.json")
+
+
+def _signature(params: P.Params, row, cfg, inputs: dict[str, Path]) -> str:
+    blob = {"row": row.name, "profile": params.profile, "config": cfg,
+            "inputs": {k: _file_hash(v) for k, v in inputs.items()}}
+    return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _file_hash(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def _staged(row):
+    from datasets._common import Staged
+
+    return Staged(DATA / "staged" / row.data)
+
+
+def cmd_train(args) -> None:
+    import methods
+    from rlcv import engine
+
+    params = P.load(args.params)
+    row = methods.get(args.row)
+    values = params.method(row.name)
+    cfg = P.build_config(row.config, values, f"params.yaml methods.{row.name}")
+    inputs = {}
+    for req in row.requires:
+        ckpt = run_dir(req, args.seed) / "checkpoint.pt"
+        if not ckpt.is_file():
+            raise RlcvError(f"{row.name} starts from {req}: {ckpt} is missing "
+                            f"(run: rlcv train {req} --seed {args.seed})")
+        inputs[req] = ckpt
+    out = run_dir(row.name, args.seed)
+    if args.fresh and out.exists():
+        shutil.rmtree(out)
+    data = _staged(row)
+    engine.seed_everything(args.seed)
+    run = engine.Run(row=row.name, seed=args.seed, dir=out, inputs=inputs,
+                     checkpoint_every=args.checkpoint_every,
+                     signature=_signature(params, row, values, inputs))
+    ckpt = row.train(cfg, data, run)
+    history = engine.write_history(run)
+    dest = result_dir(row.name, args.seed) / "history.csv"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    rio.write_bytes(dest, history.read_bytes())
+    print(f"trained {row.name} seed {args.seed}: {ckpt}")
+
+
+def cmd_evaluate(args) -> None:
+    import methods
+    from rlcv import engine
+
+    params = P.load(args.params)
+    row = methods.get(args.row)
+    ckpt = run_dir(row.name, args.seed) / "checkpoint.pt"
+    if not ckpt.is_file():
+        raise RlcvError(f"{ckpt} is missing (run: rlcv train {row.name} --seed {args.seed})")
+    engine.seed_everything(args.seed)
+    data = _staged(row)
+    values = {k: float(v) for k, v in row.evaluate(str(ckpt), data).items()}
+    record = {
+        "row": row.name, "seed": args.seed, "profile": params.profile,
+        "data": "synthetic" if params.synthetic else "real", "dataset": row.data,
+        "tables": dict(row.tables), "metrics": values,
+    }
+    out = result_dir(row.name, args.seed) / "metrics.json"
+    rio.write_json(out, record)
+    shown = " ".join(f"{k}={v:.4f}" for k, v in values.items())
+    print(f"RLCV_METRICS {json.dumps(record, sort_keys=True)}")
+    print(f"evaluated {row.name} seed {args.seed}: {shown} -> {out}")
+
+
+def cmd_report(args) -> None:
+    from rlcv.report import build
+
+    params = P.load(args.params)
+    written = build(params, RESULTS)
+    print(f"report: {len(written)} files under {RESULTS}/ (index: {RESULTS}/README.md)")
+
+
+def cmd_pipeline(args) -> None:
+    from rlcv.pipeline import render
+
+    params = P.load(args.params)
+    text = render(params)
+    path = Path("dvc.yaml")
+    current = path.read_text() if path.exists() else ""
+    if args.check:
+        if current != text:
+            raise RlcvError("dvc.yaml is out of date with methods/ and params.yaml "
+                            "(run: rlcv pipeline)")
+        print("dvc.yaml is up to date")
+        return
+    if current != text:
+        rio.write_text(path, text)
+        print("wrote dvc.yaml")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="rlcv", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--params", default=None, help="params file (default: ./params.yaml)")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("synth", help="write a synthetic dataset in its official layout")
+    s.add_argument("dataset")
+    s.add_argument("--out", help="output root (default: data/raw/DATASET)")
+    s.set_defaults(func=cmd_synth)
+
+    s = sub.add_parser("stage", help="read a dataset's official layout and stage its subsets")
+    s.add_argument("dataset")
+    s.add_argument("--root", help="official-layout root (default: data/raw/DATASET, or "
+                   "$RLCV_DATA/<root> on the paper profile)")
+    s.add_argument("--out", help="output folder (default: data/staged/DATASET)")
+    s.set_defaults(func=cmd_stage)
+
+    s = sub.add_parser("train", help="train one method row for one seed (resumes)")
+    s.add_argument("row")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--checkpoint-every", type=int, default=50, help="steps between checkpoints")
+    s.add_argument("--fresh", action="store_true", help="discard earlier checkpoints")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("evaluate", help="score a trained row with rlcv.metrics")
+    s.add_argument("row")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("report", help="write results/tables, results/plots, results/README.md")
+    s.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("pipeline", help="write dvc.yaml from methods/ and params.yaml")
+    s.add_argument("--check", action="store_true", help="fail if dvc.yaml is out of date")
+    s.set_defaults(func=cmd_pipeline)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except RlcvError as exc:
+        print(f"rlcv: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rlcv: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

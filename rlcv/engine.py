@@ -1,0 +1,209 @@
+"""Training engine: seeding, device, the resumable step loop, history and checkpoints.
+
+In the spirit of the torchvision references: a method supplies a `step_fn(step)` that
+does one optimisation step and returns the values to log; `fit` runs it, writes
+`history.csv`, checkpoints every N steps as a plain dict (including the config) and
+resumes from the last checkpoint after an interruption. A progress bar is shown on a
+terminal and periodic log lines elsewhere.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import math
+import os
+import random
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rlcv import io as rio
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices) and make torch deterministic."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def device() -> torch.device:
+    """CUDA when present, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def generator(*keys) -> torch.Generator:
+    """A CPU generator seeded by `keys` (e.g. seed, phase, step): same keys, same stream.
+
+    Deriving every random draw of a step from its keys makes a resumed run identical to
+    an uninterrupted one without replaying the data stream.
+    """
+    digest = hashlib.sha256(repr(keys).encode()).digest()
+    g = torch.Generator()
+    g.manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
+    return g
+
+
+@dataclass
+class Run:
+    """Where and how one (row, seed) run trains."""
+
+    row: str
+    seed: int
+    dir: Path
+    device: torch.device = field(default_factory=device)
+    inputs: dict[str, Path] = field(default_factory=dict)
+    """Checkpoints of the rows this row requires (same seed), by row name."""
+    checkpoint_every: int = 50
+    history: list[dict] = field(default_factory=list)
+    signature: str = ""
+    """Hash of what the run depends on (config, profile, inputs): a checkpoint written
+    under another signature is stale and is not resumed."""
+
+    def __post_init__(self):
+        self.dir = Path(self.dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def checkpoint(self) -> Path:
+        """The final checkpoint that `train` returns."""
+        return self.dir / "checkpoint.pt"
+
+    def log(self, msg: str) -> None:
+        print(f"[{self.row} seed={self.seed}] {msg}", file=sys.stderr, flush=True)
+
+
+class _Progress:
+    """tqdm on a terminal; elsewhere a log line every ~10% or 30 s."""
+
+    def __init__(self, run: Run, phase: str, start: int, total: int):
+        self.run, self.phase, self.total = run, phase, total
+        self.bar = None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=start, desc=f"{run.row}/{phase}", leave=False)
+        self.every = max(1, total // 10)
+        self.last = time.monotonic()
+
+    def update(self, step: int, values: dict) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix({k: f"{v:.4g}" for k, v in values.items()}, refresh=False)
+            return
+        now = time.monotonic()
+        if step + 1 == self.total or (step + 1) % self.every == 0 or now - self.last > 30:
+            shown = " ".join(f"{k}={v:.4g}" for k, v in values.items())
+            self.run.log(f"{self.phase} step {step + 1}/{self.total} {shown}")
+            self.last = now
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def fit(
+    run: Run,
+    phase: str,
+    objects: dict,
+    steps: int,
+    step_fn: Callable[[int], dict],
+    eval_fn: Callable[[], dict] | None = None,
+    eval_every: int = 0,
+) -> None:
+    """Run `step_fn(step)` for `step` in [0, steps) with checkpoint and resume.
+
+    `objects` maps names to modules, optimizers or schedulers (anything with
+    `state_dict`/`load_state_dict`); their state, the history and the global torch RNG
+    are saved to `<run.dir>/<phase>.ckpt.pt` every `run.checkpoint_every` steps and at
+    the end. A finished phase is skipped on rerun; an interrupted one resumes from its
+    last checkpoint. `eval_fn` (no gradient) is logged every `eval_every` steps.
+    """
+    path = run.dir / f"{phase}.ckpt.pt"
+    start = 0
+    state = rio.torch_load(path) if path.exists() else None
+    if state is not None and state.get("signature") != run.signature:
+        run.log(f"ignoring {path.name}: written for other settings; starting {phase} afresh")
+        state = None
+    if state is not None:
+        for name, obj in objects.items():
+            obj.load_state_dict(state["objects"][name])
+        torch.set_rng_state(state["torch_rng"])
+        run.history[:] = [r for r in run.history if r.get("phase") != phase] + state["history"]
+        start = state["step"]
+        if start < steps:
+            run.log(f"resumed {phase} from step {start}")
+    if start >= steps:
+        return
+    progress = _Progress(run, phase, start, steps)
+    phase_rows = [r for r in run.history if r.get("phase") == phase]
+
+    def save(step_done: int) -> None:
+        rio.torch_save(
+            {
+                "step": step_done,
+                "objects": {k: v.state_dict() for k, v in objects.items()},
+                "torch_rng": torch.get_rng_state(),
+                "history": phase_rows,
+                "signature": run.signature,
+            },
+            path,
+        )
+        write_history(run)
+
+    for step in range(start, steps):
+        values = {k: float(v) for k, v in (step_fn(step) or {}).items()}
+        if eval_fn is not None and eval_every and ((step + 1) % eval_every == 0 or step + 1 == steps):
+            with torch.inference_mode():
+                values.update({f"eval_{k}": float(v) for k, v in eval_fn().items()})
+        row = {"phase": phase, "step": step + 1, **values}
+        phase_rows.append(row)
+        run.history.append(row)
+        progress.update(step, values)
+        if (step + 1) % run.checkpoint_every == 0 or step + 1 == steps:
+            save(step + 1)
+    progress.close()
+
+
+def write_history(run: Run) -> Path:
+    """Write `run.history` as `history.csv` (one row per step, union of columns)."""
+    cols: list[str] = ["phase", "step"]
+    for r in run.history:
+        for k in r:
+            if k not in cols:
+                cols.append(k)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, restval="")
+    w.writeheader()
+    for r in run.history:
+        w.writerow({k: _fmt(v) for k, v in r.items()})
+    out = run.dir / "history.csv"
+    rio.write_text(out, buf.getvalue())
+    return out
+
+
+def _fmt(v):
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else f"{v:.6g}"
+    return v
+
+
+def save_checkpoint(run: Run, config, **state) -> Path:
+    """Write the final checkpoint: a plain dict with the row, seed, config and `state`."""
+    cfg = asdict(config) if hasattr(config, "__dataclass_fields__") else dict(config)
+    rio.torch_save({"row": run.row, "seed": run.seed, "config": cfg, **state}, run.checkpoint)
+    return run.checkpoint
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Load a checkpoint written by `save_checkpoint` (weights only, on the CPU)."""
+    return rio.torch_load(path)

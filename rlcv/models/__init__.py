@@ -1,0 +1,1 @@
+"""Small backbones and heads shared by several methods."""

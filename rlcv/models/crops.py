@@ -1,0 +1,47 @@
+"""Batched box crops and their inverse: the g(I; Ω) of EU-RL and the mask paste-back.
+
+`crop` takes one square crop per box for a whole batch with `torchvision.ops.roi_align`
+(no Python loop over images); `paste` maps crop-frame mask probabilities back onto the
+full image with one `grid_sample`, so a mask predicted on a crop is scored against the
+full-image ground truth.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torchvision.ops import roi_align
+
+
+def crop(images: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """Crop `boxes` (N, 4) xyxy in pixels from `images` (N, C, H, W) -> (N, C, size, size).
+
+    Box i is taken from image i; regions outside the image read as zero.
+    """
+    if images.shape[0] != boxes.shape[0]:
+        raise ValueError(f"{images.shape[0]} images but {boxes.shape[0]} boxes")
+    idx = torch.arange(boxes.shape[0], dtype=boxes.dtype, device=boxes.device)[:, None]
+    rois = torch.cat([idx, boxes.to(images.dtype)], 1)
+    return roi_align(images, rois, output_size=size, spatial_scale=1.0, sampling_ratio=2,
+                     aligned=True)
+
+
+def paste(crops: torch.Tensor, boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Inverse of `crop` for (N, S, S) crop-frame maps -> (N, H, W), zero outside boxes."""
+    n = crops.shape[0]
+    x0, y0, x1, y1 = boxes.to(crops.dtype).unbind(1)
+    bw, bh = (x1 - x0).clamp(min=1e-3), (y1 - y0).clamp(min=1e-3)
+    # pixel centre (j + 0.5) in image coords -> normalised [-1, 1] coords of the crop
+    xs = torch.arange(width, dtype=crops.dtype, device=crops.device) + 0.5
+    ys = torch.arange(height, dtype=crops.dtype, device=crops.device) + 0.5
+    gx = (xs[None, :] - x0[:, None]) / bw[:, None] * 2 - 1
+    gy = (ys[None, :] - y0[:, None]) / bh[:, None] * 2 - 1
+    grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), -1)
+    out = F.grid_sample(crops[:, None], grid.reshape(n, height, width, 2), mode="bilinear",
+                        padding_mode="zeros", align_corners=False)
+    return out[:, 0]
+
+
+def full_boxes(n: int, height: int, width: int, device=None) -> torch.Tensor:
+    """Boxes covering whole images: (n, 4) of [0, 0, width, height]."""
+    return torch.tensor([[0.0, 0.0, width, height]], device=device).expand(n, 4).clone()

@@ -1,0 +1,44 @@
+"""The method-row contract (DESIGN.md): what one entry of `methods.METHODS` declares."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of a paper table that a method can produce.
+
+    `train(cfg, data, run) -> Path` trains on the staged data and returns the final
+    checkpoint path; `evaluate(ckpt, data) -> dict` loads that checkpoint and returns
+    metric values computed with `rlcv.metrics` only.
+    """
+
+    name: str
+    """Row id: the command-line name and the key in params.yaml `methods`."""
+    tables: Mapping[str, str]
+    """Report tables the row appears in, mapped to its label there (the paper's row name)."""
+    data: str
+    """Staged data it trains and evaluates on, `<dataset>/<subset>`, e.g. `coco/single`."""
+    config: type
+    """Dataclass of the row's settings; one docstring line per field."""
+    train: Callable
+    evaluate: Callable
+    requires: tuple[str, ...] = ()
+    """Rows whose same-seed checkpoints this row starts from (passed in `run.inputs`)."""
+    code: tuple[str, ...] = field(default=())
+    """Extra source paths the row depends on, beyond its module and the engine."""
+
+    @property
+    def dataset(self) -> str:
+        return self.data.split("/")[0]
+
+    @property
+    def module_path(self) -> str:
+        """Repository-relative path of the module that defines `train`."""
+        path = Path(inspect.getfile(self.train)).resolve()
+        root = Path(__file__).resolve().parents[1]
+        return path.relative_to(root).as_posix()

@@ -1,0 +1,91 @@
+"""Shared fixtures: the repository root, the genuine real-data samples, tmp params."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+REALDATA = REPO.parent / "shared" / "realdata"
+
+
+@pytest.fixture
+def repo() -> Path:
+    return REPO
+
+
+@pytest.fixture
+def realdata() -> Path:
+    """`../shared/realdata`: a few genuine files of the real datasets."""
+    if not REALDATA.is_dir():
+        pytest.skip(f"genuine samples not found at {REALDATA}")
+    return REALDATA
+
+
+def copy_repo(dest: Path) -> Path:
+    """Copy the checkout's tracked and untracked-but-not-ignored files to `dest`."""
+    import shutil
+    import subprocess
+
+    files = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO, check=True, capture_output=True).stdout.decode().split("\0")
+    for rel in filter(None, files):
+        src = REPO / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    return dest
+
+
+def set_params(root: Path, **changes) -> None:
+    """Edit params.yaml in a copy: top-level keys, or dotted paths like methods.x.ci."""
+    import yaml
+
+    path = root / "params.yaml"
+    raw = yaml.safe_load(path.read_text())
+    for key, value in changes.items():
+        node = raw
+        parts = key.split("__")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+@pytest.fixture(scope="session")
+def ci_coco(tmp_path_factory) -> Path:
+    """A copy of the repo on the ci profile with synthetic COCO written and staged."""
+    import os
+
+    from rlcv.cli import main
+
+    root = copy_repo(tmp_path_factory.mktemp("ci-repo"))
+    set_params(root, profile="ci")
+    old = os.getcwd()
+    os.chdir(root)
+    try:
+        assert main(["synth", "coco"]) == 0
+        assert main(["stage", "coco"]) == 0
+    finally:
+        os.chdir(old)
+    return root
+
+
+@pytest.fixture
+def chdir():
+    """Run a block inside a folder: `with chdir(path): ...`."""
+    import contextlib
+    import os
+
+    @contextlib.contextmanager
+    def _cd(path):
+        old = os.getcwd()
+        os.chdir(path)
+        try:
+            yield path
+        finally:
+            os.chdir(old)
+
+    return _cd

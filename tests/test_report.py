@@ -1,0 +1,80 @@
+"""The report: claim checks, table cells, rendering of not-run and published rows."""
+
+import pytest
+
+from rlcv.report.claims import evaluate_claim
+from rlcv.report.data import Metric, TableSpec, load_tables
+from rlcv.report.tables import NOT_RUN, PUBLISHED, build_cells, claim_results, markdown
+
+VALUES = {("A", "m"): 50.0, ("B", "m"): 40.0, ("C", "m"): 30.0, ("A", "e"): 1.0,
+          ("B", "e"): 3.0, ("A", "n"): 60.0, ("B", "n"): 45.0}
+
+
+def values(row, metric):
+    return VALUES.get((row, metric))
+
+
+def hib(metric):
+    return metric != "e"   # "e" is an error: lower is better
+
+
+@pytest.mark.parametrize("check, status", [
+    ({"type": "better", "a": "A", "b": ["B", "C"], "metric": "m"}, "holds"),
+    ({"type": "better", "a": "B", "b": ["A"], "metric": "m"}, "does not hold"),
+    ({"type": "better", "a": "A", "b": ["B"], "metric": "e"}, "holds"),
+    ({"type": "better", "a": "A", "b": ["Z"], "metric": "m"}, "not run yet"),
+    ({"type": "better", "a": "A", "b": ["A"], "metric": "n", "metric_b": "m"}, "holds"),
+    ({"type": "close", "a": "A", "b": "B", "metric": "m", "tol": 10}, "holds"),
+    ({"type": "close", "a": "A", "b": "B", "metric": "m", "tol": 9.9}, "does not hold"),
+    ({"type": "order", "rows": ["A", "B", "C"], "metric": "m"}, "holds"),
+    ({"type": "order", "rows": ["B", "A", "C"], "metric": "m"}, "does not hold"),
+    ({"type": "increasing", "rows": ["C", "B", "A"], "metric": "m"}, "holds"),
+    ({"type": "diminishing", "rows": ["C", "B", "A"], "metric": "m"}, "does not hold"),
+    ({"type": "between", "a": "B", "low": "C", "high": "A", "metric": "m"}, "holds"),
+    ({"type": "largest_gain", "a": "A", "b": "B", "metrics": ["m", "n"], "top": ["n"]}, "holds"),
+    ({"type": "largest_gain", "a": "A", "b": "B", "metrics": ["m", "n"], "top": ["m"]},
+     "does not hold"),
+])
+def test_claims(check, status):
+    assert evaluate_claim(check, values, hib)[0] == status
+
+
+def test_diminishing_holds_on_shrinking_gains():
+    v = {("s0", "m"): 10.0, ("s2", "m"): 15.0, ("s4", "m"): 17.0, ("s6", "m"): 17.5}
+    check = {"type": "diminishing", "rows": ["s0", "s2", "s4", "s6"], "metric": "m"}
+    assert evaluate_claim(check, lambda r, m: v.get((r, m)), hib)[0] == "holds"
+
+
+def _spec():
+    return TableSpec(
+        id="x-table1", paper="x", table="1", title="T", source="x.md", dataset="coco",
+        metrics=[Metric("m", "M", "%", 100, True)], reproduce=["A", "B"], extra_rows=["E"],
+        claims=[{"text": "A beats B", "check": {"type": "better", "a": "A", "b": ["B"],
+                                                 "metric": "m"}}],
+        published={"A": {"m": 60.0}, "B": {"m": 50.0}, "P": {"m": 70.0}})
+
+
+def test_cells_mark_not_run_and_published_rows():
+    results = {("x-table1", "A"): {"m": [0.5, 0.7]}, ("x-table1", "New"): {"m": [0.1]}}
+    cells = build_cells(_spec(), results)
+    assert list(cells) == ["A", "B", "P", "E", "New"]
+    assert cells["A"]["m"].mean == pytest.approx(60.0)
+    assert cells["A"]["m"].std == pytest.approx(14.142, rel=1e-3)
+    assert cells["B"]["m"].status == NOT_RUN and cells["E"]["m"].status == NOT_RUN
+    assert cells["P"]["m"].status == PUBLISHED
+    assert cells["New"]["m"].mean == pytest.approx(10.0)
+    (claim, status, _), = claim_results(_spec(), cells)
+    assert status == "not run yet"
+    md = markdown(_spec(), cells, claim_results(_spec(), cells),
+                  {"profile": "ci", "seeds": [0, 1], "data": "synthetic"})
+    assert "SYNTHETIC" in md
+    assert "| A | 60.0 | 60.0 ± 14.1 (n=2) |" in md
+    assert "| P | 70.0 | published (not rerun) |" in md
+    assert "| E *(not in paper)* | — | not run yet |" in md
+
+
+def test_transcribed_tables_load():
+    tables = load_tables()
+    t1 = tables["eu-rl-table1"]
+    assert t1.published["GT Bbox-Deepmask"]["avg_iou"] == 62.6
+    assert "Finetune-Deepmask" in t1.reproduce
