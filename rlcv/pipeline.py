@@ -92,9 +92,16 @@ def stages(params: Params) -> dict:
         }
     results = [f"results/runs/{row.name}-{s}/{f}" for row in rows for s in params.seeds
                for f in ("metrics.json", "history.csv")]
+    from rlcv.report import figure_modules
+
+    fig_mods = {m.__name__ for m in figure_modules(params)}
+    fig_runs = [f"runs/{row.name}-{s}" for row in rows if row.train.__module__ in fig_mods
+                for s in params.seeds]
+    fig_code = sorted({row.module_path for row in rows if row.train.__module__ in fig_mods})
     out["report"] = {
         "cmd": "rlcv report",
-        "deps": ["rlcv/report", *[f"data/staged/{n}" for n in names], *results],
+        "deps": ["rlcv/report", *fig_code, *[f"data/staged/{n}" for n in names], *results,
+                 *fig_runs],
         "params": ["profile", "seeds"],
         "outs": [{p: {"cache": False}} for p in
                  ("results/tables", "results/plots", "results/README.md")],

@@ -20,7 +20,9 @@ class Row:
     name: str
     """Row id: the command-line name and the key in params.yaml `methods`."""
     tables: Mapping[str, str]
-    """Report tables the row appears in, mapped to its label there (the paper's row name)."""
+    """Report tables the row appears in, mapped to its label there (the paper's row name).
+    A metric that `evaluate` returns as `"<metric>@<label>"` is reported under `<label>`
+    instead (one evaluation filling several rows, e.g. CiSS-Net at steps 0, 2, 4, 6)."""
     data: str
     """Staged data it trains and evaluates on, `<dataset>/<subset>`, e.g. `coco/single`."""
     config: type

@@ -78,3 +78,23 @@ def test_transcribed_tables_load():
     t1 = tables["eu-rl-table1"]
     assert t1.published["GT Bbox-Deepmask"]["avg_iou"] == 62.6
     assert "Finetune-Deepmask" in t1.reproduce
+
+
+def test_metric_at_label_reports_under_another_row(tmp_path, monkeypatch):
+    import json
+
+    import methods
+    from rlcv import params as P
+    from rlcv.registry import Row
+    from rlcv.report import collect
+
+    row = Row(name="r", tables={"t": "Main"}, data="coco/single", config=object,
+              train=lambda *a: None, evaluate=lambda *a: None)
+    monkeypatch.setitem(methods.METHODS, "r", row)
+    run = tmp_path / "runs" / "r-0"
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text(json.dumps(
+        {"row": "r", "seed": 0, "profile": "ci", "metrics": {"m": 1.0, "m@Step 2": 0.5}}))
+    params = P.Params({"profile": "ci", "seeds": [0], "methods": {"r": {}}}, tmp_path / "p")
+    values, _ = collect(params, tmp_path)
+    assert values == {("t", "Main"): {"m": [1.0]}, ("t", "Step 2"): {"m": [0.5]}}

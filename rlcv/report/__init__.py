@@ -33,8 +33,10 @@ def collect(params: Params, results: Path) -> tuple[dict, dict]:
             continue
         records.setdefault(rec["row"], []).append(rec)
         for tid, label in methods.METHODS[rec["row"]].tables.items():
-            slot = values.setdefault((tid, label), {})
-            for metric, v in rec["metrics"].items():
+            for key, v in rec["metrics"].items():
+                # "metric@Label" reports under another row label of the same tables
+                metric, _, other = key.partition("@")
+                slot = values.setdefault((tid, other or label), {})
                 slot.setdefault(metric, []).append(float(v))
     return values, records
 
@@ -67,6 +69,32 @@ def _contact_sheets(params: Params, out_dir: Path) -> list[Path]:
                             "staged samples with labels drawn")
         written.append(path)
     return written
+
+
+def figure_modules(params: Params) -> list:
+    """Method family modules (of the rows in params) that draw figures of their own."""
+    import importlib
+
+    import methods
+
+    mods = []
+    for name in params.method_names:
+        row = methods.METHODS.get(name)
+        if row is None:
+            continue
+        mod = importlib.import_module(row.train.__module__)
+        if hasattr(mod, "figures") and mod not in mods:
+            mods.append(mod)
+    return mods
+
+
+def _family_figures(params: Params, results: Path) -> list[tuple[Path, str]]:
+    """Each family's `figures(params, results) -> [(png path, caption)]` (e.g. EU-RL's box
+    refinement, ACIS's Dice per step); they read runs/ and data/staged/ as needed."""
+    out = []
+    for mod in figure_modules(params):
+        out += list(mod.figures(params, results))
+    return out
 
 
 def build(params: Params, results: Path) -> list[Path]:
@@ -107,6 +135,9 @@ def build(params: Params, results: Path) -> list[Path]:
             if path.exists():
                 written.append(path)
                 index_plots.append((path, f"training curves of {row} (all seeds)"))
+    for path, what in _family_figures(params, results):
+        written.append(path)
+        index_plots.append((path, what))
     for path in _contact_sheets(params, plot_dir):
         written.append(path)
         index_plots.append((path, f"contact sheet of staged {path.stem[8:]} samples"))
