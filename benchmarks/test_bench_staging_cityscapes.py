@@ -1,0 +1,62 @@
+"""Staging throughput of Cityscapes (datasets.cityscapes.stage) against a plain decode of the
+same files: the overhead of checking, resizing and writing shards on top of reading them."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from datasets import cityscapes
+
+CFG = {**cityscapes.PARAMS["config"], **cityscapes.PARAMS["smoke"],
+       "synth_train": 96, "synth_val": 32}
+N = CFG["synth_train"] + CFG["synth_val"]
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench-cityscapes") / "raw"
+    cityscapes.synth(root, CFG, seed=0)
+    return root
+
+
+def _plain_decode(root) -> int:
+    """The reference: decode every image and annotation, nothing else."""
+    n = 0
+    files = [*root.rglob("*_leftImg8bit.png"), *root.rglob("*_labelIds.png"),
+             *root.rglob("*_instanceIds.png")]
+    for path in sorted(files):
+        with Image.open(path) as im:
+            n += np.asarray(im).size
+    return n
+
+
+def _best(fn, *args, rounds: int = 3) -> float:
+    times = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        fn(*args)
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def test_bench_plain_decode_cityscapes(benchmark, root):
+    benchmark.group = "staging-cityscapes"
+    benchmark.pedantic(_plain_decode, args=(root,), rounds=3, iterations=1)
+
+
+def test_bench_stage_cityscapes(benchmark, root, tmp_path):
+    """Reports images/s and the ratio to a plain decode of the same files (same run)."""
+    benchmark.group = "staging-cityscapes"
+    decode = _best(_plain_decode, root)
+    out = tmp_path / "staged"
+    result = benchmark.pedantic(cityscapes.stage, args=(root, out, CFG), rounds=3, iterations=1)
+    assert sum(result["fine"]["counts"].values()) == N
+    stats = getattr(benchmark.stats, "stats", None)  # None under --benchmark-disable
+    stage = stats.min if stats is not None else _best(cityscapes.stage, root, out, CFG, rounds=1)
+    benchmark.extra_info.update({"images": N, "images_per_s": round(N / stage, 1),
+                                 "ratio_vs_plain_decode": round(stage / decode, 2)})
+    assert stage / decode < 10, "staging costs far more than decoding the files"

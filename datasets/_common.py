@@ -1,0 +1,237 @@
+"""What every dataset module shares: safe file reading, shard writing, the manifest.
+
+Staged layout of one subset (`data/staged/<dataset>/<subset>/`)::
+
+    manifest.json         dataset, subset, profile, source root, and every selected
+                          image: {"file": ..., "split": ...}, in shard order
+    <split>-000.pt ...    shards: a dict of field -> stacked tensor (or list when the
+                          samples' shapes differ), at most `shard_size` samples each
+
+Shards are written while the source is read, so staging never holds the whole dataset
+in memory; the folder appears only when complete (`rlcv.io.atomic_dir`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from rlcv import io as rio
+from rlcv.errors import DataError
+
+
+def read_image(path: str | Path, expected: str, mode: str = "RGB") -> np.ndarray:
+    """Decode an image fully; a missing or damaged file raises one `DataError` line."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "missing", expected)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if mode == "raw":
+                return np.array(im)
+            return np.array(im.convert(mode))
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
+        raise DataError(path, f"damaged or not an image ({exc.__class__.__name__})",
+                        expected) from None
+
+
+def read_json(path: str | Path, expected: str):
+    """Parse a JSON file; missing or malformed raises one `DataError` line."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "missing", expected)
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(path, f"malformed JSON ({exc})", expected) from None
+
+
+def require_dir(path: str | Path, expected: str) -> Path:
+    """Check a folder of the official layout exists."""
+    path = Path(path)
+    if not path.is_dir():
+        raise DataError(path, "folder missing", expected)
+    return path
+
+
+def save_png(path: Path, array: np.ndarray, palette: list[int] | None = None) -> None:
+    """Write a PNG: uint8/uint16 grey or RGB, or palette-indexed when `palette` is given."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if palette is not None:
+        h, w = array.shape
+        im = Image.frombytes("P", (w, h), np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+        im.putpalette(palette)
+    else:
+        im = Image.fromarray(np.ascontiguousarray(array))
+    im.save(path)
+
+
+def _collate(samples: list[dict]) -> dict:
+    out = {}
+    for key in samples[0]:
+        values = [s[key] for s in samples]
+        if all(isinstance(v, torch.Tensor) for v in values) and len(
+            {tuple(v.shape) for v in values}
+        ) == 1:
+            # numpy's stack: torch.stack of many small tensors is slow on a busy 2-core box
+            out[key] = torch.from_numpy(np.stack([v.numpy() for v in values]))
+        else:
+            out[key] = values
+    return out
+
+
+class ShardWriter:
+    """Accumulate samples of one split and write them as shards of `shard_size`."""
+
+    def __init__(self, folder: Path, split: str, shard_size: int = 256):
+        self.folder, self.split, self.shard_size = Path(folder), split, shard_size
+        self.pending: list[dict] = []
+        self.shards: list[str] = []
+        self.count = 0
+
+    def add(self, sample: dict) -> None:
+        """Queue one sample; a full shard is written at once."""
+        self.pending.append(sample)
+        self.count += 1
+        if len(self.pending) >= self.shard_size:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the queued samples as the next shard (nothing when none are queued)."""
+        if not self.pending:
+            return
+        name = f"{self.split}-{len(self.shards):03d}.pt"
+        torch.save(_collate(self.pending), self.folder / name)
+        self.shards.append(name)
+        self.pending = []
+
+
+class SubsetWriter:
+    """One staged subset being written into `folder`: shards per split and the manifest."""
+
+    def __init__(self, folder: Path, meta: dict, shard_size: int = 256):
+        self.folder, self.meta, self.shard_size = Path(folder), meta, shard_size
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.writers: dict[str, ShardWriter] = {}
+        self.images: list[dict] = []
+
+    def add(self, split: str, file: str, sample: dict) -> None:
+        """Append one sample of `split`, read from `file` (recorded in the manifest)."""
+        if split not in self.writers:
+            self.writers[split] = ShardWriter(self.folder, split, self.shard_size)
+        self.writers[split].add(sample)
+        self.images.append({"file": file, "split": split})
+
+    def close(self) -> dict:
+        """Flush the last shards, write `manifest.json`; returns the manifest."""
+        for w in self.writers.values():
+            w.flush()
+        manifest = {
+            **self.meta,
+            "counts": {s: w.count for s, w in self.writers.items()},
+            "shards": {s: w.shards for s, w in self.writers.items()},
+            "images": self.images,
+        }
+        rio.write_json(self.folder / "manifest.json", manifest)
+        return manifest
+
+
+def manifest_header(dataset: str, root: str | Path, cfg: dict) -> dict:
+    """The fields every manifest starts with: dataset, profile (None outside `rlcv stage`)
+    and the source root it was staged from."""
+    return {"dataset": dataset, "profile": cfg.get("profile"), "source": str(root)}
+
+
+def stage_subset(
+    out: Path,
+    meta: dict,
+    samples: Iterable[tuple[str, str, dict]],
+    shard_size: int = 256,
+) -> dict:
+    """Write one staged subset: `samples` yields (split, file name, sample dict).
+
+    Returns the manifest (also written as `out/manifest.json`). The folder is created
+    atomically: on any error nothing is left at `out`.
+    """
+    with rio.atomic_dir(out) as tmp:
+        writer = SubsetWriter(tmp, meta, shard_size)
+        for split, file, sample in samples:
+            writer.add(split, file, sample)
+        return writer.close()
+
+
+def stage_subsets(
+    out: Path,
+    metas: dict[str, dict],
+    rows: Iterable[tuple[str, str, str, dict]],
+    shard_size: int = 256,
+    finish: Callable[[Path], None] | None = None,
+) -> dict[str, dict]:
+    """Write several subsets `out/<subset>/` (as `stage_subset`) in one pass over the source.
+
+    `rows` yields (subset, split, file name, sample); one source image may feed several
+    subsets (one row each). `finish(folder)`, when given, runs after the last row with
+    the (temporary) `out` folder, to add files next to the shards. Every subset of
+    `metas` gets a folder and manifest, even an empty one. Returns {subset: manifest};
+    `out` appears only when every subset is complete.
+    """
+    with rio.atomic_dir(out) as tmp:
+        writers = {s: SubsetWriter(tmp / s, meta, shard_size) for s, meta in metas.items()}
+        for subset, split, file, sample in rows:
+            writers[subset].add(split, file, sample)
+        manifests = {s: w.close() for s, w in writers.items()}
+        if finish is not None:
+            finish(tmp)
+    return manifests
+
+
+def read_manifest(staged: str | Path) -> dict:
+    """The manifest of a staged subset; a missing one names the command that makes it."""
+    path = Path(staged) / "manifest.json"
+    if not path.is_file():
+        raise DataError(path, "missing: stage the dataset first (rlcv stage DATASET)")
+    return json.loads(path.read_text())
+
+
+def load_split(staged: str | Path, split: str) -> dict:
+    """Load every shard of `split` and concatenate them field by field."""
+    staged = Path(staged)
+    manifest = read_manifest(staged)
+    if split not in manifest["shards"]:
+        raise DataError(staged, f"no split {split!r}; it has {sorted(manifest['shards'])}")
+    parts = [rio.torch_load(staged / name) for name in manifest["shards"][split]]
+    out = {}
+    for key in parts[0]:
+        values = [p[key] for p in parts]
+        if all(isinstance(v, torch.Tensor) for v in values) and len(
+            {tuple(v.shape[1:]) for v in values}
+        ) == 1:
+            out[key] = torch.cat(values)
+        else:
+            out[key] = [x for v in values for x in (list(v) if isinstance(v, torch.Tensor) else v)]
+    return out
+
+
+class Staged:
+    """Handle on one staged subset (`data/staged/<dataset>/<subset>`), loaded lazily."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.manifest = read_manifest(self.path)
+        self._cache: dict[str, dict] = {}
+
+    def load(self, split: str) -> dict:
+        """All samples of `split`, field by field (cached)."""
+        if split not in self._cache:
+            self._cache[split] = load_split(self.path, split)
+        return self._cache[split]
+
+    @property
+    def splits(self) -> list[str]:
+        return list(self.manifest["shards"])

@@ -1,0 +1,238 @@
+"""CVPPP A1 leaf segmentation (Minervini et al. 2016), as used by ACIS.
+
+ACIS (Araslanov et al., CVPR 2019, Sec. 5.1) runs its ablation on a random 103 / 25 split
+of the 128 A1 training plants (Tables 1-2) and reports the official test set (33 plants,
+Table 3) after training on all 128. Instances are leaves; background is one region.
+
+Official layout read here (the same reader serves the synthetic and the real data)::
+
+    <root>/training/A1/plantNNN_rgb.png     RGB(A) plant image (top view)
+    <root>/training/A1/plantNNN_label.png   indexed (palette) PNG of leaf instances;
+                                            the lowest value is background
+    <root>/training/A1/plantNNN_fg.png      binary plant foreground
+    <root>/testing/A1/plantNNN_rgb.png      test images
+    <root>/CVPPP2017_testing_truth.h5       challenge truth: dataset /A1/plantNNN/label
+                                            (HxW integer labels; optional /A1/plantNNN/fg)
+
+`training/` is the folder of the same name in CVPPP2017_LSC_training.zip.
+
+Staged subsets (image centre-cropped to a square, resized to `size`; labels and masks
+with nearest neighbour, leaves relabelled 1..K): `ablation` (train / val, ACIS's split
+of the training plants, val share 25/128, fixed seed) and `traintest` (train = all
+training plants, test = the test plants with the H5 truth).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from datasets._common import manifest_header, read_image, require_dir, stage_subsets
+from datasets._images import chw, hwc, overlay, pack_colours, relabel, resize_image, resize_nearest
+from rlcv.errors import DataError
+
+NAME = "cvppp"
+SUBSETS = ("ablation", "traintest")
+TRUTH_H5 = "CVPPP2017_testing_truth.h5"
+LAYOUT = (
+    "CVPPP A1: <root>/training/A1/plantNNN_{rgb,label,fg}.png (label = indexed PNG, lowest "
+    "value = background), <root>/testing/A1/plantNNN_rgb.png and <root>/"
+    + TRUTH_H5
+    + " holding /A1/plantNNN/label"
+)
+EXPECT_RGB = "a CVPPP plant image plantNNN_rgb.png (RGB or RGBA PNG)"
+EXPECT_LABEL = "a CVPPP leaf label plantNNN_label.png (indexed PNG, lowest value = background)"
+EXPECT_FG = "a CVPPP foreground mask plantNNN_fg.png (binary PNG)"
+EXPECT_H5 = "the CVPPP challenge truth (HDF5 with /A1/plantNNN/label)"
+
+PARAMS = {
+    "config": {
+        "seed": 0,
+        "split_seed": 0,
+        "val_fraction": 25 / 128,  # ACIS: 103 train / 25 val of the 128 training plants
+        "leaves": [5, 20],  # synthetic leaves per rosette (min, max)
+        "shard_size": 256,
+    },
+    "ci": {"num_train": 8, "num_test": 3, "image_hw": [40, 38], "size": 32},
+    "smoke": {"num_train": 256, "num_test": 64, "image_hw": [106, 100], "size": 96},
+    "paper": {"root": "cvppp", "size": 224},
+}
+
+FIELDS = {
+    "image": "uint8 [3,S,S] RGB, centre square crop resized to S",
+    "label": "int16 [S,S] leaf instances 1..K, 0 = background",
+    "fg": "uint8 [S,S] 1 = plant (from plantNNN_fg.png, else label > 0)",
+    "num_leaves": "int64 [] K, leaves visible after resizing",
+}
+
+
+# ----------------------------------------------------------------------------- readers
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """A plant image as HxWx3 uint8 (an alpha channel is dropped)."""
+    return read_image(path, EXPECT_RGB)
+
+
+def leaves_from_values(values: np.ndarray) -> np.ndarray:
+    """Raw label values -> 0 background (the lowest value), leaves 1..K in value order."""
+    values = np.asarray(values)
+    if values.ndim == 3:  # a colour-coded label: pack the colours first
+        values = pack_colours(values)
+    _, inverse = np.unique(values, return_inverse=True)
+    return inverse.reshape(values.shape).astype(np.int32)
+
+
+def read_label(path: str | Path) -> np.ndarray:
+    """A leaf label PNG as int32 HxW: 0 = background (lowest value), leaves 1..K."""
+    return leaves_from_values(read_image(path, EXPECT_LABEL, mode="raw"))
+
+
+def read_fg(path: str | Path) -> np.ndarray:
+    """A foreground PNG as bool HxW."""
+    raw = read_image(path, EXPECT_FG, mode="raw")
+    return raw.any(-1) if raw.ndim == 3 else raw > 0
+
+
+def read_plant(folder: str | Path, plant: str) -> dict:
+    """One training plant of `folder` (…/A1): {"rgb", "label", "fg"}, shapes checked."""
+    folder = Path(folder)
+    rgb = read_rgb(folder / f"{plant}_rgb.png")
+    label = read_label(folder / f"{plant}_label.png")
+    fg = read_fg(folder / f"{plant}_fg.png")
+    for name, arr in (("label", label), ("fg", fg)):
+        if arr.shape != rgb.shape[:2]:
+            raise DataError(
+                folder / f"{plant}_{name}.png",
+                f"size {arr.shape} differs from the image's {rgb.shape[:2]}",
+                LAYOUT,
+            )
+    return {"rgb": rgb, "label": label, "fg": fg}
+
+
+def list_plants(folder: str | Path) -> list[str]:
+    """Plant names (plantNNN) of an A1 folder, sorted."""
+    folder = require_dir(folder, LAYOUT)
+    names = sorted(p.name[: -len("_rgb.png")] for p in folder.glob("plant*_rgb.png"))
+    if not names:
+        raise DataError(folder, "no plantNNN_rgb.png", LAYOUT)
+    return names
+
+
+@contextlib.contextmanager
+def open_truth(path: str | Path):
+    """Open the challenge truth H5; yields a reader `plant -> (label, fg or None)`."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "missing", EXPECT_H5)
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise DataError(
+            path, f"not a readable HDF5 file ({exc.__class__.__name__})", EXPECT_H5
+        ) from None
+
+    def read(plant: str, dataset: str = "A1"):
+        key = f"{dataset}/{plant}/label"
+        try:
+            label = leaves_from_values(np.asarray(f[key]))
+            fg = (
+                np.asarray(f[f"{dataset}/{plant}/fg"]) > 0 if f"{dataset}/{plant}/fg" in f else None
+            )
+        except (KeyError, OSError, TypeError, ValueError) as exc:
+            raise DataError(
+                path, f"cannot read /{key} ({exc.__class__.__name__})", EXPECT_H5
+            ) from None
+        if label.ndim != 2:
+            raise DataError(path, f"/{key} has shape {label.shape}, not HxW", EXPECT_H5)
+        return label, fg
+
+    with f:
+        yield read
+
+
+# ----------------------------------------------------------------------------- staging
+
+
+def ablation_split(names: list[str], fraction: float, seed: int) -> set[str]:
+    """ACIS's held-out plants: round(n * fraction) of `names`, drawn with a fixed seed."""
+    n_val = int(round(len(names) * fraction))
+    order = np.random.default_rng(seed).permutation(len(names))
+    return {names[i] for i in order[:n_val]}
+
+
+def stage_plant(rgb: np.ndarray, label: np.ndarray, fg: np.ndarray | None, size: int) -> dict:
+    """Centre square crop, resize to size x size, relabel leaves 1..K."""
+    h, w = label.shape
+    m = min(h, w)
+    y0, x0 = (h - m) // 2, (w - m) // 2
+    crop = (slice(y0, y0 + m), slice(x0, x0 + m))
+    lab, k = relabel(resize_nearest(label[crop], (size, size)))
+    mask = resize_nearest(fg[crop], (size, size)) if fg is not None else lab > 0
+    return {
+        "image": chw(resize_image(rgb[crop], (size, size))),
+        "label": torch.from_numpy(lab.astype(np.int16)),
+        "fg": torch.from_numpy(mask.astype(np.uint8)),
+        "num_leaves": torch.tensor(k, dtype=torch.int64),
+    }
+
+
+def stage(root: str | Path, out: str | Path, cfg: dict) -> dict:
+    """Stage `ablation` and `traintest`, reading every source file once."""
+    root, out = Path(root), Path(out)
+    require_dir(root, LAYOUT)
+    train_dir, test_dir = root / "training" / "A1", root / "testing" / "A1"
+    train_names, test_names = list_plants(train_dir), list_plants(test_dir)
+    truth = root / TRUTH_H5
+    if not truth.is_file():
+        raise DataError(truth, "missing", LAYOUT)
+    val = ablation_split(train_names, float(cfg["val_fraction"]), int(cfg["split_seed"]))
+    size = int(cfg["size"])
+    base = {**manifest_header(NAME, root, cfg), "size": size, "fields": FIELDS}
+    metas = {
+        "ablation": {**base, "subset": "ablation"},
+        "traintest": {**base, "subset": "traintest"},
+    }
+
+    def samples():
+        for name in train_names:
+            p = read_plant(train_dir, name)
+            sample = stage_plant(p["rgb"], p["label"], p["fg"], size)
+            file = f"training/A1/{name}_rgb.png"
+            yield "ablation", ("val" if name in val else "train"), file, sample
+            yield "traintest", "train", file, sample
+        with open_truth(truth) as read_truth:
+            for name in test_names:
+                rgb = read_rgb(test_dir / f"{name}_rgb.png")
+                label, fg = read_truth(name)
+                if label.shape != rgb.shape[:2]:
+                    raise DataError(
+                        truth,
+                        f"/A1/{name}/label size {label.shape} differs from "
+                        f"the image's {rgb.shape[:2]}",
+                        EXPECT_H5,
+                    )
+                yield (
+                    "traintest",
+                    "test",
+                    f"testing/A1/{name}_rgb.png",
+                    stage_plant(rgb, label, fg, size),
+                )
+
+    return stage_subsets(out, metas, samples(), int(cfg.get("shard_size", 256)))
+
+
+def synth(root: str | Path, cfg: dict, seed: int) -> None:
+    """Write a synthetic CVPPP A1 in the official layout (see datasets.cvppp_synth)."""
+    from datasets import cvppp_synth
+
+    cvppp_synth.synth(root, cfg, seed)
+
+
+def draw(sample: dict) -> np.ndarray:
+    """The staged image with each leaf in its own colour and leaf borders drawn."""
+    return overlay(hwc(sample["image"]), sample["label"], edges="colour")
