@@ -17,41 +17,24 @@ from __future__ import annotations
 
 import contextlib
 import io
-import time
 from collections.abc import Callable
 
 import numpy as np
 import pytest
 import torch
+from _timing import best_time
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from rlcv.metrics import confusion_matrix, coverage, image_ap, symmetric_best_dice
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def _best_time(fn: Callable[[], object], repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def _compare(benchmark, name: str, fast: Callable[[], object], slow: Callable[[], object],
              target: float, rounds: int, slow_repeat: int = 3, slow_scale: float = 1.0) -> None:
     benchmark.pedantic(fast, rounds=rounds, iterations=1, warmup_rounds=1)
     stats = getattr(benchmark, "stats", None)
-    t_fast = stats.stats.min if stats is not None else _best_time(fast, rounds)
-    t_slow = _best_time(slow, slow_repeat) * slow_scale
+    t_fast = stats.stats.min if stats is not None else best_time(fast, rounds)
+    t_slow = best_time(slow, slow_repeat) * slow_scale
     ratio = t_slow / t_fast
     benchmark.extra_info.update(fast_s=t_fast, reference_s=t_slow, ratio=round(ratio, 1),
                                 torch_threads=torch.get_num_threads())

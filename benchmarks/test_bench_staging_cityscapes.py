@@ -3,10 +3,9 @@ same files: the overhead of checking, resizing and writing shards on top of read
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
+from _timing import best_time
 from PIL import Image
 
 from datasets import cityscapes
@@ -34,14 +33,6 @@ def _plain_decode(root) -> int:
     return n
 
 
-def _best(fn, *args, rounds: int = 3) -> float:
-    times = []
-    for _ in range(rounds):
-        t = time.perf_counter()
-        fn(*args)
-        times.append(time.perf_counter() - t)
-    return min(times)
-
 
 def test_bench_plain_decode_cityscapes(benchmark, root):
     benchmark.group = "staging-cityscapes"
@@ -51,12 +42,12 @@ def test_bench_plain_decode_cityscapes(benchmark, root):
 def test_bench_stage_cityscapes(benchmark, root, tmp_path):
     """Reports images/s and the ratio to a plain decode of the same files (same run)."""
     benchmark.group = "staging-cityscapes"
-    decode = _best(_plain_decode, root)
+    decode = best_time(_plain_decode, 3, root)
     out = tmp_path / "staged"
     result = benchmark.pedantic(cityscapes.stage, args=(root, out, CFG), rounds=3, iterations=1)
     assert sum(result["fine"]["counts"].values()) == N
     stats = getattr(benchmark.stats, "stats", None)  # None under --benchmark-disable
-    stage = stats.min if stats is not None else _best(cityscapes.stage, root, out, CFG, rounds=1)
+    stage = stats.min if stats is not None else best_time(cityscapes.stage, 1, root, out, CFG)
     benchmark.extra_info.update({"images": N, "images_per_s": round(N / stage, 1),
                                  "ratio_vs_plain_decode": round(stage / decode, 2)})
     assert stage / decode < 10, "staging costs far more than decoding the files"

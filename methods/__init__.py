@@ -1,12 +1,13 @@
 """The method registry: one dict of every row the suite can produce (DESIGN.md).
 
 Adding a row = a module (or an entry in a family module) defining `train` and
-`evaluate`, one `Row` here, and one `methods.<name>` entry in params.yaml.
+`evaluate`, one `Row` here, and one `methods.<name>` entry in params.yaml. Rows name
+their functions as "module:attribute" strings, imported on first use, so running one
+row imports only its own family.
 """
 
 from __future__ import annotations
 
-from methods import deepmask
 from rlcv.errors import unknown_name
 from rlcv.registry import Row
 
@@ -15,18 +16,18 @@ METHODS: dict[str, Row] = {
         name="gt-bbox-deepmask",
         tables={"eu-rl-table1": "GT Bbox-Deepmask"},
         data="coco/single",
-        config=deepmask.DeepMaskConfig,
-        train=deepmask.train_gt_bbox,
-        evaluate=deepmask.evaluate,
+        config="methods.deepmask:DeepMaskConfig",
+        train="methods.deepmask:train_gt_bbox",
+        evaluate="methods.deepmask:evaluate",
         code=("rlcv/models/crops.py", "rlcv/models/segnet.py"),
     ),
     "finetune-deepmask": Row(
         name="finetune-deepmask",
         tables={"eu-rl-table1": "Finetune-Deepmask"},
         data="coco/single",
-        config=deepmask.DeepMaskConfig,
-        train=deepmask.train_finetune,
-        evaluate=deepmask.evaluate,
+        config="methods.deepmask:DeepMaskConfig",
+        train="methods.deepmask:train_finetune",
+        evaluate="methods.deepmask:evaluate",
         requires=("gt-bbox-deepmask",),
         code=("rlcv/models/crops.py", "rlcv/models/segnet.py"),
     ),

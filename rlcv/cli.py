@@ -111,6 +111,7 @@ def cmd_train(args) -> None:
     if args.fresh and out.exists():
         shutil.rmtree(out)
     data = _staged(row)
+    engine.set_threads()
     engine.seed_everything(args.seed)
     run = engine.Run(row=row.name, seed=args.seed, dir=out, inputs=inputs,
                      checkpoint_every=args.checkpoint_every,
@@ -132,6 +133,7 @@ def cmd_evaluate(args) -> None:
     ckpt = run_dir(row.name, args.seed) / "checkpoint.pt"
     if not ckpt.is_file():
         raise RlcvError(f"{ckpt} is missing (run: rlcv train {row.name} --seed {args.seed})")
+    engine.set_threads()
     engine.seed_everything(args.seed)
     data = _staged(row)
     values = {k: float(v) for k, v in row.evaluate(str(ckpt), data).items()}
@@ -148,9 +150,11 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_report(args) -> None:
+    from rlcv.engine import set_threads
     from rlcv.report import build
 
     params = P.load(args.params)
+    set_threads()
     written = build(params, RESULTS)
     print(f"report: {len(written)} files under {RESULTS}/ (index: {RESULTS}/README.md)")
 

@@ -36,6 +36,24 @@ def seed_everything(seed: int) -> None:
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
+def set_threads() -> int:
+    """Set torch's intra-op threads from RLCV_THREADS (default 1) and return the count.
+
+    Every model of the CPU profiles is small (32-128 px inputs, batches of 8-48): a second
+    intra-op thread gains little, and when the cores are shared the thread pool spin-waits
+    and stalls (measured: an hourglass step 0.05 s on one thread, 1.7-3 s on two; a 4 s
+    ACIS test 300 s). `rlcv train|evaluate|report` call this; set RLCV_THREADS=N to use N
+    threads, e.g. for the `paper` profile's CPU-side work.
+    """
+    from rlcv.errors import ParamsError
+
+    raw = os.environ.get("RLCV_THREADS", "1")
+    if not raw.isdigit() or int(raw) < 1:
+        raise ParamsError(f"RLCV_THREADS must be a positive integer, got {raw!r}")
+    torch.set_num_threads(int(raw))
+    return int(raw)
+
+
 def device() -> torch.device:
     """CUDA when present, else the CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -162,7 +180,8 @@ def fit(
 
     for step in range(start, steps):
         values = {k: float(v) for k, v in (step_fn(step) or {}).items()}
-        if eval_fn is not None and eval_every and ((step + 1) % eval_every == 0 or step + 1 == steps):
+        due = eval_every and ((step + 1) % eval_every == 0 or step + 1 == steps)
+        if eval_fn is not None and due:
             with torch.inference_mode():
                 values.update({f"eval_{k}": float(v) for k, v in eval_fn().items()})
         row = {"phase": phase, "step": step + 1, **values}

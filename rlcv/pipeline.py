@@ -29,12 +29,29 @@ HEADER = (
 )
 
 
+SHARED_CODE = ("rlcv/engine.py", "rlcv/metrics", "datasets/_common.py")
+"""What every train stage depends on besides its row's code: the training loop, the
+metric library (evaluation during training, rewards) and the staged-data reader."""
+
+
 def _dataset_code(name: str) -> list[str]:
     """The dataset's module, its `<name>_*.py` helpers and the shared `datasets/_*.py`."""
     folder = ROOT / "datasets"
     files = {f"datasets/{name}.py"}
     for pattern in (f"{name}_*.py", "_*.py"):
         files |= {p.relative_to(ROOT).as_posix() for p in folder.glob(pattern)}
+    return sorted(files)
+
+
+def _row_code(row) -> list[str]:
+    """The files a row's results depend on: the modules of its train and evaluate
+    functions and the shared code it lists (`Row.code`)."""
+    import inspect
+
+    files = {row.module_path, *row.code}
+    for fn in (row.train, row.evaluate):
+        path = Path(inspect.getfile(fn)).resolve()
+        files.add(path.relative_to(ROOT).as_posix())
     return sorted(files)
 
 
@@ -72,7 +89,7 @@ def stages(params: Params) -> dict:
             "outs": [f"data/staged/{name}"],
         }
     for row in rows:
-        code = sorted({row.module_path, "rlcv/engine.py", *row.code})
+        code = sorted({*_row_code(row), *SHARED_CODE})
         data = f"data/staged/{row.dataset}"
         reqs = [f"runs/{r}-${{item.seed}}" for r in row.requires]
         out[f"train-{row.name}"] = {
@@ -86,7 +103,7 @@ def stages(params: Params) -> dict:
         out[f"evaluate-{row.name}"] = {
             "matrix": {"seed": "${seeds}"},
             "cmd": f"rlcv evaluate {row.name} --seed ${{item.seed}}",
-            "deps": [row.module_path, "rlcv/metrics", f"runs/{row.name}-${{item.seed}}", data],
+            "deps": [*code, f"runs/{row.name}-${{item.seed}}", data],
             "params": ["profile"],
             "metrics": [{f"results/runs/{row.name}-${{item.seed}}/metrics.json": {"cache": False}}],
         }
@@ -97,7 +114,8 @@ def stages(params: Params) -> dict:
     fig_mods = {m.__name__ for m in figure_modules(params)}
     fig_runs = [f"runs/{row.name}-{s}" for row in rows if row.train.__module__ in fig_mods
                 for s in params.seeds]
-    fig_code = sorted({row.module_path for row in rows if row.train.__module__ in fig_mods})
+    fig_code = sorted({f for row in rows if row.train.__module__ in fig_mods
+                       for f in _row_code(row)})
     out["report"] = {
         "cmd": "rlcv report",
         "deps": ["rlcv/report", *fig_code, *[f"data/staged/{n}" for n in names], *results,

@@ -89,3 +89,14 @@ def chdir():
             os.chdir(old)
 
     return _cd
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """The suite's thread policy (rlcv.engine.set_threads) for in-process tests too."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

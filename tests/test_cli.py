@@ -1,9 +1,13 @@
 """The `rlcv` command: help, unknown names, the pipeline file in sync."""
 
+import inspect
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import yaml
+from conftest import REPO
 
 import methods
 from rlcv import params as P
@@ -47,3 +51,58 @@ def test_every_params_row_is_registered(repo):
             raw = {**params.raw, "profile": profile}
             cfg = P.Params(raw, params.path).method(name)
             P.build_config(row.config, cfg, name)
+
+
+def _repo_imports(path: str, seen: set[str]) -> None:
+    """`path` and the repository modules it imports, transitively (not through the
+    registry package `methods/__init__.py`, which imports every family, nor into the
+    report's figure code `methods/*_plots.py`)."""
+    import ast
+
+    if path in seen or path.endswith("_plots.py"):
+        return
+    seen.add(path)
+    for node in ast.walk(ast.parse((REPO / path).read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        else:
+            continue
+        for name in names:
+            parts = name.split(".")
+            if parts[0] not in ("rlcv", "methods", "datasets") or name in ("methods", "datasets"):
+                continue
+            for cand in (Path(*parts).with_suffix(".py"), Path(*parts) / "__init__.py"):
+                if (REPO / cand).is_file():
+                    _repo_imports(cand.as_posix(), seen)
+
+
+# modules that cannot change a number: error classes, atomic file writes, package markers
+_INERT = {"rlcv/__init__.py", "rlcv/errors.py", "rlcv/io.py", "rlcv/registry.py"}
+
+
+def test_train_and_evaluate_stages_depend_on_all_the_code_they_run(repo, chdir):
+    with chdir(repo):
+        stages = yaml.safe_load(render(P.load()))["stages"]
+    for name, row in methods.METHODS.items():
+        seen: set[str] = set()
+        for fn in (row.train, row.evaluate):
+            _repo_imports(Path(inspect.getfile(fn)).resolve().relative_to(REPO).as_posix(),
+                          seen)
+        for kind in ("train", "evaluate"):
+            deps = [d.rstrip("/") for d in stages[f"{kind}-{name}"]["deps"]]
+            missing = sorted(f for f in seen - _INERT
+                             if not any(f == d or f.startswith(d + "/") for d in deps))
+            assert not missing, f"{kind}-{name} does not depend on {missing}"
+
+
+def test_the_registry_imports_no_family_until_a_row_is_used(repo):
+    code = ("import sys, methods\n"
+            "fams = lambda: {m for m in sys.modules if m.startswith('methods.')}\n"
+            "assert 'torchvision' not in sys.modules and not fams(), fams()\n"
+            "row = methods.get('gt-bbox-deepmask')\n"
+            "row.train, row.evaluate, row.config\n"
+            "assert fams() == {'methods.deepmask'}, fams()\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

@@ -1,5 +1,6 @@
 """Batched crops (roi_align) and their inverse (paste)."""
 
+import pytest
 import torch
 
 from rlcv.models.crops import crop, full_boxes, paste
@@ -35,3 +36,13 @@ def test_paste_is_zero_outside_box():
 
 def test_full_boxes():
     assert full_boxes(2, 10, 20).tolist() == [[0, 0, 20, 10]] * 2
+
+
+def test_crop_with_an_image_index_equals_cropping_the_gathered_images():
+    g = torch.Generator().manual_seed(3)
+    images = torch.rand(3, 2, 20, 24, generator=g)
+    index = torch.tensor([2, 0, 2, 1])
+    boxes = torch.tensor([[1.0, 2, 15, 18], [0, 0, 24, 20], [5, 5, 9, 12], [3, 1, 20, 10]])
+    assert torch.equal(crop(images, boxes, 8, index), crop(images[index], boxes, 8))
+    with pytest.raises(ValueError, match="image indices"):
+        crop(images, boxes, 8, index[:2])

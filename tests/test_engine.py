@@ -67,3 +67,22 @@ def test_generator_is_keyed():
     b = torch.rand(3, generator=engine.generator(1, "x", 5))
     c = torch.rand(3, generator=engine.generator(1, "x", 6))
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_set_threads_reads_rlcv_threads(monkeypatch):
+    import torch
+
+    from rlcv.errors import ParamsError
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv("RLCV_THREADS", raising=False)
+        assert engine.set_threads() == 1 and torch.get_num_threads() == 1
+        monkeypatch.setenv("RLCV_THREADS", "2")
+        assert engine.set_threads() == 2 and torch.get_num_threads() == 2
+        for bad in ("0", "two", "-1"):
+            monkeypatch.setenv("RLCV_THREADS", bad)
+            with pytest.raises(ParamsError, match="RLCV_THREADS"):
+                engine.set_threads()
+    finally:
+        torch.set_num_threads(before)

@@ -98,3 +98,16 @@ def test_metric_at_label_reports_under_another_row(tmp_path, monkeypatch):
     params = P.Params({"profile": "ci", "seeds": [0], "methods": {"r": {}}}, tmp_path / "p")
     values, _ = collect(params, tmp_path)
     assert values == {("t", "Main"): {"m": [1.0]}, ("t", "Step 2"): {"m": [0.5]}}
+
+
+def test_largest_gain_leaves_out_a_metric_undefined_for_every_row():
+    check = {"type": "largest_gain", "a": "A", "b": "B", "metrics": ["m", "n", "u"],
+             "top": ["n"]}
+    status, detail = evaluate_claim(check, values, hib)   # no row has "u"
+    assert status == "holds" and "u undefined" in detail
+    # a row with no result at all is still "not run yet"
+    check_z = {**check, "b": "Z"}
+    assert evaluate_claim(check_z, values, hib)[0] == "not run yet"
+    # a metric only one row lacks is missing, not undefined
+    v = {**VALUES, ("A", "u"): 1.0}
+    assert evaluate_claim(check, lambda r, m: v.get((r, m)), hib)[0] == "not run yet"

@@ -13,15 +13,21 @@ import torch.nn.functional as F
 from torchvision.ops import roi_align
 
 
-def crop(images: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
-    """Crop `boxes` (N, 4) xyxy in pixels from `images` (N, C, H, W) -> (N, C, size, size).
+def crop(images: torch.Tensor, boxes: torch.Tensor, size: int,
+         index: torch.Tensor | None = None) -> torch.Tensor:
+    """Crop `boxes` (N, 4) xyxy in pixels -> (N, C, size, size), regions outside the image
+    reading as zero.
 
-    Box i is taken from image i; regions outside the image read as zero.
+    Box i is taken from image `index[i]` of `images` (M, C, H, W), or from image i when
+    `index` is None (then M = N). Passing `index` saves gathering the images first.
     """
-    if images.shape[0] != boxes.shape[0]:
-        raise ValueError(f"{images.shape[0]} images but {boxes.shape[0]} boxes")
-    idx = torch.arange(boxes.shape[0], dtype=boxes.dtype, device=boxes.device)[:, None]
-    rois = torch.cat([idx, boxes.to(images.dtype)], 1)
+    if index is None:
+        if images.shape[0] != boxes.shape[0]:
+            raise ValueError(f"{images.shape[0]} images but {boxes.shape[0]} boxes")
+        index = torch.arange(boxes.shape[0], device=boxes.device)
+    elif index.shape[0] != boxes.shape[0]:
+        raise ValueError(f"{index.shape[0]} image indices but {boxes.shape[0]} boxes")
+    rois = torch.cat([index.to(images.dtype)[:, None], boxes.to(images.dtype)], 1)
     return roi_align(images, rois, output_size=size, spatial_scale=1.0, sampling_ratio=2,
                      aligned=True)
 

@@ -26,6 +26,7 @@ def collect(params: Params, results: Path) -> tuple[dict, dict]:
     values: dict[tuple[str, str], dict[str, list[float]]] = {}
     records: dict[str, list[dict]] = {}
     wanted = set(params.method_names)
+    specs = load_tables()
     for path in sorted((results / "runs").glob("*/metrics.json")):
         rec = json.loads(path.read_text())
         if (rec.get("profile") != params.profile or rec.get("seed") not in params.seeds
@@ -36,6 +37,8 @@ def collect(params: Params, results: Path) -> tuple[dict, dict]:
             for key, v in rec["metrics"].items():
                 # "metric@Label" reports under another row label of the same tables
                 metric, _, other = key.partition("@")
+                if other and tid in specs and other not in specs[tid].rows:
+                    continue   # a row in several tables: "@Label" fills only those listing it
                 slot = values.setdefault((tid, other or label), {})
                 slot.setdefault(metric, []).append(float(v))
     return values, records

@@ -14,7 +14,9 @@ Claim checks (tables.yaml `check:`), all direction-aware through the metric's
 `better` and `close` may carry `metric_b`: b is then read on that metric (comparing two
 columns of one table, e.g. a state blocked vs not).
 
-A claim is "not run yet" while any row it names has no result.
+A claim is "not run yet" while any row it names has no result. `largest_gain` leaves
+out a metric that no row has although all have others (undefined on the data, e.g. APl
+on images without large objects) and says so in its detail.
 """
 
 from __future__ import annotations
@@ -44,6 +46,17 @@ def evaluate_claim(check: dict, values: Values, higher_is_better: Callable[[str]
         metrics = [*metrics, check["metric_b"]]
     rows = _rows_of(check)
     table = {(r, m): values(r, m) for r in rows for m in metrics}
+    undefined = []
+    if kind == "largest_gain":
+        # a metric no row has while every row has others is undefined on this data (e.g.
+        # COCO's APl on images too small to hold a large object): compare the rest
+        ran = all(any(table[(r, m)] is not None for m in metrics) for r in rows)
+        undefined = [m for m in metrics if all(table[(r, m)] is None for r in rows)]
+        if ran and undefined and set(check["top"]) - set(undefined):
+            metrics = [m for m in metrics if m not in undefined]
+            table = {(r, m): v for (r, m), v in table.items() if m in metrics}
+        else:
+            undefined = []
     missing = sorted({r for (r, _m), v in table.items() if v is None})
     if missing:
         return "not run yet", "no result for " + ", ".join(missing)
@@ -83,6 +96,8 @@ def evaluate_claim(check: dict, values: Values, higher_is_better: Callable[[str]
         gains = {m: q(check["a"], m) - q(check["b"], m) for m in metrics}
         best = max(gains, key=gains.get)
         detail = ", ".join(f"{m} {g:+.1f}" for m, g in gains.items())
+        if undefined:
+            detail += f" ({', '.join(undefined)} undefined on this data)"
         return _status(best in check["top"]), f"gains {detail}"
     if kind == "between":
         m = check["metric"]

@@ -48,7 +48,8 @@ def training_curves(row: str, histories: dict[int, pd.DataFrame], out: Path, lab
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
-    fig.suptitle(f"{label} — {row} (synthetic data)" if "synthetic" in label else f"{label} — {row}")
+    suffix = " (synthetic data)" if "synthetic" in label else ""
+    fig.suptitle(f"{label} — {row}{suffix}")
     _save(fig, out)
 
 
