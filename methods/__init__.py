@@ -11,6 +11,12 @@ from __future__ import annotations
 from rlcv.errors import unknown_name
 from rlcv.registry import Row
 
+_EURL_CODE = ("methods/eurl.py", "methods/deepmask.py", "rlcv/rl/__init__.py", "rlcv/rl/boxenv.py",
+              "rlcv/rl/actor_critic.py", "rlcv/rl/dqn.py", "rlcv/models/agent_nets.py",
+              "rlcv/models/boxnets.py", "rlcv/models/crops.py", "rlcv/models/segnet.py")
+"""What the EU-RL / active-localisation rows (issue 5) depend on beyond their module."""
+
+
 METHODS: dict[str, Row] = {
     "gt-bbox-deepmask": Row(
         name="gt-bbox-deepmask",
@@ -30,6 +36,86 @@ METHODS: dict[str, Row] = {
         evaluate="methods.deepmask:evaluate",
         requires=("gt-bbox-deepmask",),
         code=("rlcv/models/crops.py", "rlcv/models/segnet.py"),
+    ),
+    # EU-RL Table 1 rows beyond the supervised ones, and active localisation (issue 5)
+    "box-regressor": Row(
+        name="box-regressor",
+        tables={"active-loc-table1": "Box regressor"},
+        data="coco/single",
+        config="methods.eurl:RegressorConfig",
+        train="methods.eurl:train_regressor",
+        evaluate="methods.eurl:evaluate_regressor",
+        code=_EURL_CODE,
+    ),
+    "regress-deepmask": Row(
+        name="regress-deepmask",
+        tables={"eu-rl-table1": "Regress-Deepmask"},
+        data="coco/single",
+        config="methods.eurl:PipelineConfig",
+        train="methods.eurl:train_regress_deepmask",
+        evaluate="methods.eurl:evaluate_regress_deepmask",
+        requires=("gt-bbox-deepmask", "box-regressor"),
+        code=_EURL_CODE,
+    ),
+    "regress-stn-deepmask": Row(
+        name="regress-stn-deepmask",
+        tables={"eu-rl-table1": "Regress-STN-Deepmask"},
+        data="coco/single",
+        config="methods.eurl:STNConfig",
+        train="methods.eurl:train_stn",
+        evaluate="methods.eurl:evaluate_stn",
+        requires=("gt-bbox-deepmask", "box-regressor"),
+        code=_EURL_CODE,
+    ),
+    "agent-deepmask": Row(
+        name="agent-deepmask",
+        tables={"eu-rl-table1": "Agent-Deepmask",
+                "active-loc-table1": "Actor-critic agent (EU-RL)"},
+        data="coco/single",
+        config="methods.eurl_agent:AgentConfig",
+        train="methods.eurl_agent:train_agent",
+        evaluate="methods.eurl_agent:evaluate_agent_boxes",
+        requires=("gt-bbox-deepmask",),
+        code=_EURL_CODE,
+    ),
+    "regress-agent-deepmask": Row(
+        name="regress-agent-deepmask",
+        tables={"eu-rl-table1": "Regress-Agent-Deepmask"},
+        data="coco/single",
+        config="methods.eurl_agent:AgentConfig",
+        train="methods.eurl_agent:train_agent",
+        evaluate="methods.eurl_agent:evaluate_agent",
+        requires=("gt-bbox-deepmask", "box-regressor"),
+        code=_EURL_CODE,
+    ),
+    "regress-agent-deepmask-no-upgrade": Row(
+        name="regress-agent-deepmask-no-upgrade",
+        tables={"eu-rl-table1": "Regress-Agent-Deepmask w/o upgrade"},
+        data="coco/single",
+        config="methods.eurl_agent:AgentConfig",
+        train="methods.eurl_agent:train_agent",
+        evaluate="methods.eurl_agent:evaluate_agent",
+        requires=("gt-bbox-deepmask", "box-regressor"),
+        code=_EURL_CODE,
+    ),
+    "regress-dqn-deepmask": Row(
+        name="regress-dqn-deepmask",
+        tables={"eu-rl-table1": "Regress-DQN-Deepmask"},
+        data="coco/single",
+        config="methods.active_loc:DQNConfig",
+        train="methods.active_loc:train_dqn",
+        evaluate="methods.active_loc:evaluate_dqn",
+        requires=("gt-bbox-deepmask", "box-regressor"),
+        code=_EURL_CODE,
+    ),
+    "dqn-localizer": Row(
+        name="dqn-localizer",
+        tables={"active-loc-table1": "DQN agent (Caicedo & Lazebnik)"},
+        data="coco/single",
+        config="methods.active_loc:DQNConfig",
+        train="methods.active_loc:train_dqn",
+        evaluate="methods.active_loc:evaluate_dqn",
+        code=_EURL_CODE,
     ),
 }
 

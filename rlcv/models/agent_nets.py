@@ -1,0 +1,79 @@
+"""Policy, value and Q networks of the box-refining agents (EU-RL, Caicedo & Lazebnik).
+
+EU-RL (Xie et al. 2018, Sections 3.2 and 4.1): the policy network π(a|s; θ_p) and the
+value network V(s; θ_v) share every layer but the last ("the value network shares most
+layers with the policy network, except in the last layer"); the input is the state
+(s^I, s^R), the crop and the recognition network's output stacked as channels. The
+paper uses a ResNet-18 (`backbone="resnet18"`, the `paper` profile); the CPU profiles use
+a three-convolution trunk. Caicedo & Lazebnik's Q-network takes the same trunk plus the
+one-hot history of the last actions, concatenated after the convolutions as in their
+"feature vector + history" input layer.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class ConvTrunk(nn.Module):
+    """(N, C, S, S) observation [+ (N, E) vector] -> (N, hidden) features."""
+
+    def __init__(self, in_ch: int, width: int = 16, hidden: int = 128, extra: int = 0,
+                 backbone: str = "small"):
+        super().__init__()
+        if backbone == "small":
+            w = width
+            self.conv = nn.Sequential(
+                nn.Conv2d(in_ch, w, 3, 2, 1), nn.ReLU(inplace=True),
+                nn.Conv2d(w, 2 * w, 3, 2, 1), nn.ReLU(inplace=True),
+                nn.Conv2d(2 * w, 2 * w, 3, 2, 1), nn.ReLU(inplace=True),
+                nn.AdaptiveAvgPool2d(4), nn.Flatten(),
+            )
+            feat = 2 * w * 16
+        elif backbone == "resnet18":
+            from torchvision.models import resnet18
+
+            net = resnet18(weights=None)
+            net.conv1 = nn.Conv2d(in_ch, 64, 7, 2, 3, bias=False)
+            net.fc = nn.Identity()
+            self.conv, feat = net, 512
+        else:
+            raise ValueError(f"backbone must be 'small' or 'resnet18', got {backbone!r}")
+        self.fc = nn.Sequential(nn.Linear(feat + extra, hidden), nn.ReLU(inplace=True))
+        self.extra = extra
+
+    def forward(self, obs: torch.Tensor, vec: torch.Tensor | None = None) -> torch.Tensor:
+        f = self.conv(obs)
+        if self.extra:
+            f = torch.cat([f, vec], 1)
+        return self.fc(f)
+
+
+class PolicyValueNet(nn.Module):
+    """Actor-critic with a shared trunk: obs -> (action logits (N, A), value (N,))."""
+
+    def __init__(self, in_ch: int, n_actions: int = 9, width: int = 16, hidden: int = 128,
+                 backbone: str = "small"):
+        super().__init__()
+        self.trunk = ConvTrunk(in_ch, width, hidden, backbone=backbone)
+        self.pi = nn.Linear(hidden, n_actions)
+        self.v = nn.Linear(hidden, 1)
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.trunk(obs)
+        return self.pi(h), self.v(h)[:, 0]
+
+
+class QNet(nn.Module):
+    """Q-network: (obs, action history (N, E)) -> Q values (N, A)."""
+
+    def __init__(self, in_ch: int, history_dim: int, n_actions: int = 9, width: int = 16,
+                 hidden: int = 128, backbone: str = "small"):
+        super().__init__()
+        self.trunk = ConvTrunk(in_ch, width, hidden, extra=history_dim, backbone=backbone)
+        self.q = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(inplace=True),
+                               nn.Linear(hidden, n_actions))
+
+    def forward(self, obs: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        return self.q(self.trunk(obs, history))

@@ -1,0 +1,86 @@
+"""EU-RL Table 1's regress / STN / agent rows and the active-localisation rows (issue 5)
+on the ci profile, through the CLI: checkpoints flow from gt-bbox-deepmask and the box
+regressor, `evaluate` returns exactly its tables' metric ids as fractions, the no-upgrade
+row leaves DeepMask as pretrained while EU-RL upgrades it, and `figures` draws Fig. 3."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+
+import methods
+from rlcv.cli import main
+from rlcv.report.data import load_tables
+
+pytestmark = pytest.mark.slow   # trains and evaluates nine tiny rows: ~20-40 s
+
+ROWS = ["gt-bbox-deepmask", "box-regressor", "regress-deepmask", "regress-stn-deepmask",
+        "regress-agent-deepmask", "regress-agent-deepmask-no-upgrade", "agent-deepmask",
+        "regress-dqn-deepmask", "dqn-localizer"]
+
+
+@pytest.fixture(scope="module")
+def trained(ci_coco):
+    old = os.getcwd()
+    os.chdir(ci_coco)
+    try:
+        for row in ROWS:
+            assert main(["train", row, "--seed", "0"]) == 0
+            assert main(["evaluate", row, "--seed", "0"]) == 0
+        yield ci_coco
+    finally:
+        os.chdir(old)
+
+
+def _ckpt(root, row):
+    return torch.load(root / "runs" / f"{row}-0" / "checkpoint.pt", weights_only=True)
+
+
+def test_metrics_are_exactly_the_tables_ids_as_fractions(trained):
+    specs = load_tables()
+    for row in ROWS[1:]:
+        rec = json.loads((trained / "results" / "runs" / f"{row}-0" / "metrics.json").read_text())
+        wanted = {m.id for tid in methods.METHODS[row].tables for m in specs[tid].metrics}
+        assert set(rec["metrics"]) == wanted, (row, rec["metrics"])
+        assert all(0.0 <= v <= 1.0 for v in rec["metrics"].values())
+
+
+def test_checkpoints_flow_from_the_pretrained_stages(trained):
+    dm, reg = _ckpt(trained, "gt-bbox-deepmask"), _ckpt(trained, "box-regressor")
+    for row in ("regress-deepmask", "regress-agent-deepmask", "regress-dqn-deepmask"):
+        state = _ckpt(trained, row)
+        for k in dm["model"]:
+            assert torch.equal(state["deepmask"][k], dm["model"][k])
+        for k in reg["model"]:
+            assert torch.equal(state["regressor"][k], reg["model"][k])
+
+
+def test_only_eu_rl_upgrades_deepmask(trained):
+    dm = _ckpt(trained, "gt-bbox-deepmask")["model"]
+    kept = _ckpt(trained, "regress-agent-deepmask-no-upgrade")["upgraded"]
+    upgraded = _ckpt(trained, "regress-agent-deepmask")["upgraded"]
+    assert all(torch.equal(kept[k], dm[k]) for k in dm)
+    assert any(not torch.equal(upgraded[k], dm[k]) for k in dm if dm[k].is_floating_point())
+    stn = _ckpt(trained, "regress-stn-deepmask")   # trained end to end: both stages move
+    assert any(not torch.equal(stn["deepmask"][k], dm[k]) for k in dm
+               if dm[k].is_floating_point())
+
+
+def test_history_logs_return_and_iou(trained):
+    for row in ("regress-agent-deepmask", "agent-deepmask", "dqn-localizer"):
+        head = (trained / "results" / "runs" / f"{row}-0" / "history.csv").read_text()
+        cols = head.splitlines()[0].split(",")
+        assert {"return", "iou", "eval_iou", "eval_return"} <= set(cols), cols
+
+
+def test_figures_draw_the_refinement(trained, chdir):
+    from methods import eurl_agent
+    from rlcv.params import load
+
+    with chdir(trained):
+        out = eurl_agent.figures(load(), trained / "results")
+    assert [p.name for p, _ in out] == ["eu-rl-refinement.png"]
+    assert out[0][0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
