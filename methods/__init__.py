@@ -16,6 +16,9 @@ _EURL_CODE = ("methods/eurl.py", "methods/deepmask.py", "rlcv/rl/__init__.py", "
               "rlcv/models/boxnets.py", "rlcv/models/crops.py", "rlcv/models/segnet.py")
 """What the EU-RL / active-localisation rows (issue 5) depend on beyond their module."""
 
+_PGDET_CODE = ("rlcv/models/detector.py", "rlcv/models/nms.py", "rlcv/rl/reinforce.py")
+"""What the policy-gradient detector rows (issue 8) depend on beyond their module."""
+
 
 METHODS: dict[str, Row] = {
     "gt-bbox-deepmask": Row(
@@ -117,6 +120,54 @@ METHODS: dict[str, Row] = {
         evaluate="methods.active_loc:evaluate_dqn",
         code=_EURL_CODE,
     ),
+    # Policy-gradient detector, Tables 1-2 (issue 8); fine-tuned rows start from the base
+    # weights in the standard rows' checkpoints, "+ soft NMS" rows only evaluate differently
+    "pgdet-standard": Row(
+        name="pgdet-standard", tables={"pg-detector-table1": "Faster R-CNN standard"},
+        data="coco/detection", config="methods.pgdetector:PGDetectorConfig",
+        train="methods.pgdetector:train_standard", evaluate="methods.pgdetector:evaluate",
+        code=_PGDET_CODE),
+    "pgdet-standard-softnms": Row(
+        name="pgdet-standard-softnms",
+        tables={"pg-detector-table1": "Faster R-CNN standard + soft NMS"},
+        data="coco/detection", config="methods.pgdetector:PGDetectorConfig",
+        train="methods.pgdetector:train_eval_variant", evaluate="methods.pgdetector:evaluate",
+        requires=("pgdet-standard",), code=_PGDET_CODE),
+    "pgdet-ohem": Row(
+        name="pgdet-ohem", tables={"pg-detector-table1": "Faster R-CNN OHEM"},
+        data="coco/detection", config="methods.pgdetector:PGDetectorConfig",
+        train="methods.pgdetector:train_finetune", evaluate="methods.pgdetector:evaluate",
+        requires=("pgdet-standard",), code=_PGDET_CODE),
+    "pgdet-ours-g0": Row(
+        name="pgdet-ours-g0", tables={"pg-detector-table1": "Faster R-CNN ours (γ = 0)"},
+        data="coco/detection", config="methods.pgdetector:PGDetectorConfig",
+        train="methods.pgdetector:train_finetune", evaluate="methods.pgdetector:evaluate",
+        requires=("pgdet-standard",), code=_PGDET_CODE),
+    "pgdet-ours-g1": Row(
+        name="pgdet-ours-g1", tables={"pg-detector-table1": "Faster R-CNN ours (γ = 1)",
+                                      "pg-detector-table2": "Faster R-CNN (ours)"},
+        data="coco/detection", config="methods.pgdetector:PGDetectorConfig",
+        train="methods.pgdetector:train_finetune", evaluate="methods.pgdetector:evaluate",
+        requires=("pgdet-standard",), code=_PGDET_CODE),
+    "pgdet-ours-g1-softnms": Row(
+        name="pgdet-ours-g1-softnms",
+        tables={"pg-detector-table1": "Faster R-CNN ours (γ = 1) + soft NMS"},
+        data="coco/detection", config="methods.pgdetector:PGDetectorConfig",
+        train="methods.pgdetector:train_eval_variant", evaluate="methods.pgdetector:evaluate",
+        requires=("pgdet-ours-g1",), code=_PGDET_CODE),
+    "pgdet-fpn-standard": Row(
+        name="pgdet-fpn-standard",
+        tables={"pg-detector-table1": "Faster R-CNN with FPN standard"},
+        data="coco/detection", config="methods.pgdetector:PGDetectorConfig",
+        train="methods.pgdetector:train_standard", evaluate="methods.pgdetector:evaluate",
+        code=_PGDET_CODE),
+    "pgdet-fpn-ours-g1": Row(
+        name="pgdet-fpn-ours-g1",
+        tables={"pg-detector-table1": "Faster R-CNN with FPN ours (γ = 1)",
+                "pg-detector-table2": "Faster R-CNN with FPN (ours)"},
+        data="coco/detection", config="methods.pgdetector:PGDetectorConfig",
+        train="methods.pgdetector:train_finetune", evaluate="methods.pgdetector:evaluate",
+        requires=("pgdet-fpn-standard",), code=_PGDET_CODE),
 }
 
 
