@@ -19,6 +19,11 @@ _EURL_CODE = ("methods/eurl.py", "methods/deepmask.py", "rlcv/rl/__init__.py", "
 _PGDET_CODE = ("rlcv/models/detector.py", "rlcv/models/nms.py", "rlcv/rl/reinforce.py")
 """What the policy-gradient detector rows (issue 8) depend on beyond their module."""
 
+_ACIS_CODE = ("methods/acis_train.py", "methods/acis_actor.py", "methods/acis_eval.py",
+              "methods/acis_plots.py", "rlcv/models/acis.py", "rlcv/models/segnet.py",
+              "rlcv/rl/potential.py")
+"""What the ACIS rows (issue 7) depend on beyond their module."""
+
 
 METHODS: dict[str, Row] = {
     "gt-bbox-deepmask": Row(
@@ -168,6 +173,55 @@ METHODS: dict[str, Row] = {
         data="coco/detection", config="methods.pgdetector:PGDetectorConfig",
         train="methods.pgdetector:train_finetune", evaluate="methods.pgdetector:evaluate",
         requires=("pgdet-fpn-standard",), code=_PGDET_CODE),
+    # ACIS, Tables 1-4 and Fig. 3 (issue 7); the pretrain rows hold the shared
+    # pre-processing net, cVAE decoder and actor init the other rows start from
+    "acis-pretrain-cvppp": Row(
+        name="acis-pretrain-cvppp", tables={}, data="cvppp/ablation",
+        config="methods.acis:AcisConfig", train="methods.acis:train_pretrain",
+        evaluate="methods.acis:evaluate_pretrain", code=_ACIS_CODE),
+    "acis-bl": Row(
+        name="acis-bl", tables={"acis-table1": "BL", "acis-table2": "BL"},
+        data="cvppp/ablation", config="methods.acis:AcisConfig", train="methods.acis:train_actor",
+        evaluate="methods.acis:evaluate_table12", requires=("acis-pretrain-cvppp",),
+        code=_ACIS_CODE),
+    "acis-bl-trunc": Row(
+        name="acis-bl-trunc",
+        tables={"acis-table1": "BL-Trunc", "acis-table2": "BL-Trunc", "acis-fig3": "BL-Trunc"},
+        data="cvppp/ablation", config="methods.acis:AcisConfig", train="methods.acis:train_actor",
+        evaluate="methods.acis:evaluate_table12_fig3", requires=("acis-pretrain-cvppp",),
+        code=_ACIS_CODE),
+    "acis-ac-dice": Row(
+        name="acis-ac-dice",
+        tables={"acis-table1": "AC-Dice", "acis-table2": "AC-Dice", "acis-fig3": "AC-Dice"},
+        data="cvppp/ablation", config="methods.acis:AcisConfig", train="methods.acis:train_actor",
+        evaluate="methods.acis:evaluate_table12_fig3", requires=("acis-pretrain-cvppp",),
+        code=_ACIS_CODE),
+    "acis-ac-dice-nokl": Row(
+        name="acis-ac-dice-nokl", tables={"acis-table1": "AC-Dice-NoKL"},
+        data="cvppp/ablation", config="methods.acis:AcisConfig", train="methods.acis:train_actor",
+        evaluate="methods.acis:evaluate_table1", requires=("acis-pretrain-cvppp",),
+        code=_ACIS_CODE),
+    "acis-ac-dice-nosp": Row(
+        name="acis-ac-dice-nosp", tables={"acis-table1": "AC-Dice-NoSP"},
+        data="cvppp/ablation", config="methods.acis:AcisConfig", train="methods.acis:train_actor",
+        evaluate="methods.acis:evaluate_table1", requires=("acis-pretrain-cvppp",),
+        code=_ACIS_CODE),
+    "acis-ac-dice-test": Row(
+        name="acis-ac-dice-test", tables={"acis-table3": "Ours (AC-Dice)"},
+        data="cvppp/traintest", config="methods.acis:AcisConfig", train="methods.acis:train_actor",
+        evaluate="methods.acis:evaluate_test", requires=("acis-pretrain-cvppp",), code=_ACIS_CODE),
+    "acis-pretrain-kitti": Row(
+        name="acis-pretrain-kitti", tables={}, data="kitti/cars",
+        config="methods.acis:AcisConfig", train="methods.acis:train_pretrain",
+        evaluate="methods.acis:evaluate_pretrain", code=_ACIS_CODE),
+    "acis-kitti-bl-trunc": Row(
+        name="acis-kitti-bl-trunc", tables={"acis-table4": "Ours (BL-Trunc)"},
+        data="kitti/cars", config="methods.acis:AcisConfig", train="methods.acis:train_actor",
+        evaluate="methods.acis:evaluate_kitti", requires=("acis-pretrain-kitti",), code=_ACIS_CODE),
+    "acis-kitti-ac-iou": Row(
+        name="acis-kitti-ac-iou", tables={"acis-table4": "Ours (AC-IoU)"},
+        data="kitti/cars", config="methods.acis:AcisConfig", train="methods.acis:train_actor",
+        evaluate="methods.acis:evaluate_kitti", requires=("acis-pretrain-kitti",), code=_ACIS_CODE),
 }
 
 

@@ -1,0 +1,170 @@
+"""ACIS inference and scoring (Araslanov et al., CVPR 2019, Sec. 5.3 "Inference", Sec. 6).
+
+Inference runs the actor recurrently from the empty mask with the mean action (the
+deviation is discarded) and stops at the first step whose termination unit says stop,
+or after `max_steps` steps (21 on CVPPP). Every score comes from `rlcv.metrics`:
+
+- Tables 1 and 3: the kept masks (upsampled to the staged resolution, > 0.5) form one
+  label map (each pixel takes the step of highest probability), scored by the CVPPP
+  challenge's Symmetric Best Dice and |DiC| (`symmetric_best_dice`, `diff_fg_labels`).
+- Table 2: one trained model rolled out three ways — both states, the LSTM state zeroed
+  at every step ("mask only"), the accumulated mask zeroed ("LSTM only"). Dice* is the
+  max-matching Dice of the first N predictions (N = ground-truth count: ground-truth
+  stopping; `dice_per_timestep`), |DiC| as in Table 1 on the terminated predictions.
+- Fig. 3: `dice_per_timestep` with ground-truth stopping, averaged per step over images
+  (`average_per_timestep`), binned into steps 1-10 and 11-20.
+- Table 4 (KITTI): MWCov, MUCov (`coverage`) and AvgFP, AvgFN (`false_positive_negative`)
+  of the label map.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from methods.acis_train import Prepared, compute_aux, prepare, rollout
+from rlcv.metrics import (
+    average_per_timestep,
+    coverage,
+    dice_per_timestep,
+    diff_fg_labels,
+    false_positive_negative,
+    symmetric_best_dice,
+)
+from rlcv.models.acis import AUX, Actor, MaskDecoder, state_pyramid
+from rlcv.models.segnet import MaskNet
+
+
+def load_models(state: dict) -> tuple[MaskNet, MaskDecoder, Actor]:
+    """The pre-processing net, the frozen decoder and the actor of a trained checkpoint."""
+    arch = state["arch"]
+    hw = tuple(arch["hw"])
+    preproc = MaskNet(arch["preproc_width"], in_ch=3, out_ch=AUX)
+    preproc.load_state_dict(state["preproc"])
+    decoder = MaskDecoder(hw, arch["latent"], arch["width"], arch["pyramid"])
+    decoder.load_state_dict(state["decoder"])
+    actor = Actor(hw, arch["latent"], arch["width"], arch["hidden"])
+    actor.load_state_dict(state["actor"])
+    for m in (preproc, decoder, actor):
+        m.eval()
+    return preproc, decoder, actor
+
+
+def infer(actor: Actor, decoder: MaskDecoder, data: Prepared, steps: int,
+          block: str | None = None, chunk: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """Greedy rollouts of every image: mask probabilities (n, T, h, w) and termination
+    logits (n, T) for T = `steps` steps (no early stop; callers cut at termination)."""
+    probs, stops = [], []
+    with torch.inference_mode():
+        for i in range(0, data.image.shape[0], chunk):
+            image, aux = data.image[i:i + chunk], data.aux[i:i + chunk]
+            ep = rollout(actor, decoder, image, aux, state_pyramid(image, aux),
+                         torch.zeros_like(image[:, :1]), steps, block=block)
+            probs.append(torch.sigmoid(ep.logits[:, :, 0]).transpose(0, 1))
+            stops.append(ep.stop.T)
+    return torch.cat(probs), torch.cat(stops)
+
+
+def upsample(probs: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Working-resolution probabilities (n, T, h, w) -> (n, T, H, W), bilinear."""
+    return F.interpolate(probs, size=size, mode="bilinear", align_corners=False)
+
+
+def n_predicted(stop: torch.Tensor) -> torch.Tensor:
+    """Predictions kept per image: the steps before the first "stop" (logit < 0)."""
+    halted = stop < 0
+    first = torch.where(halted.any(1), halted.float().argmax(1), torch.full_like(
+        halted[:, 0], stop.shape[1], dtype=torch.long))
+    return first
+
+
+def label_maps(probs: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """One label map per image (n, H, W): pixel = 1 + the kept step of highest
+    probability where it exceeds 0.5, else 0. `keep` (n,) counts the kept steps."""
+    kept = torch.arange(probs.shape[1])[None, :] < keep[:, None]
+    p = probs * kept[:, :, None, None]
+    best, idx = p.max(1)
+    return torch.where(best > 0.5, idx + 1, torch.zeros_like(idx))
+
+
+def cvppp_scores(labels: torch.Tensor, gt: torch.Tensor) -> tuple[float, float]:
+    """(SBD, |DiC|) averaged over images."""
+    sbd = symmetric_best_dice(labels, gt).mean().item()
+    dic = diff_fg_labels(labels, gt).abs().double().mean().item()
+    return sbd, dic
+
+
+def per_step_dice(probs: torch.Tensor, gt: torch.Tensor, count: torch.Tensor) -> list:
+    """Max-matching Dice of each of the first N predictions per image (ground-truth
+    stopping): a list of (N_i,) tensors."""
+    out = []
+    for p, g, n in zip(probs, gt, count.tolist(), strict=True):
+        n = min(n, p.shape[0])
+        out.append(dice_per_timestep(p[:n] > 0.5, g) if n else torch.zeros(0))
+    return out
+
+
+def dice_star(steps: list) -> float:
+    """Dice* of Table 2: per image the mean matched Dice of its first N predictions,
+    averaged over images."""
+    vals = [s.mean() for s in steps if s.numel()]
+    return torch.stack(vals).mean().item() if vals else 0.0
+
+
+def dice_bins(steps: list, split: int = 10, last: int = 20) -> dict:
+    """Fig. 3 binned: the mean over steps 1..split and split+1..last of the per-step
+    mean Dice (steps no image reaches are skipped)."""
+    mean, count = average_per_timestep(steps)
+    out = {}
+    for key, lo, hi in (("dice_early", 0, split), ("dice_late", split, last)):
+        sel = (torch.arange(mean.shape[0]) >= lo) & (torch.arange(mean.shape[0]) < hi) & \
+            (count > 0)
+        if sel.any():
+            out[key] = mean[sel].mean().item()
+    return out
+
+
+def evaluate_split(state: dict, split: dict, tables: tuple[str, ...]) -> dict:
+    """Scores of a checkpoint on one staged split for the requested tables' metrics:
+    "t1" (sbd, abs_dic), "t2" (blocked-state Dice* / |DiC|), "fig3" (dice_early/late),
+    "t4" (mwcov, mucov, avgfp, avgfn).
+
+    The terminated predictions stop at the termination unit or after `max_steps` steps;
+    the ground-truth-stopped ones (Dice*, Fig. 3) are the first N of a rollout run for as
+    many steps as the image with the most instances needs. dice_late is left out when no
+    image has more than 10 instances.
+    """
+    preproc, decoder, actor = load_models(state)
+    data = prepare(split, state["arch"]["downsample"])
+    data.aux = compute_aux(preproc, data)
+    max_steps = state["config"]["max_steps"]
+    gt = split["label"].long()
+    size = tuple(gt.shape[-2:])
+    count = (split["num_leaves"] if "num_leaves" in split else split["num_instances"]).long()
+    gt_stopping = "t2" in tables or "fig3" in tables
+    steps = max(max_steps, int(count.max())) if gt_stopping else max_steps
+    out: dict[str, float] = {}
+    modes = [("lstm_mask", None)]
+    if "t2" in tables:
+        modes += [("mask_only", "lstm"), ("lstm_only", "mask")]
+    for name, block in modes:
+        probs, stop = infer(actor, decoder, data, steps, block)
+        probs = upsample(probs, size)
+        labels = label_maps(probs, n_predicted(stop[:, :max_steps]))
+        if "t1" in tables or "t2" in tables:
+            sbd, dic = cvppp_scores(labels, gt)
+        if name == "lstm_mask" and "t1" in tables:
+            out.update(sbd=sbd, abs_dic=dic)
+        if gt_stopping:
+            per_step = per_step_dice(probs, gt, count)
+        if "t2" in tables:
+            out[f"dice_{name}"] = dice_star(per_step)
+            out[f"abs_dic_{name}"] = dic
+        if name == "lstm_mask" and "fig3" in tables:
+            out.update(dice_bins(per_step))
+        if name == "lstm_mask" and "t4" in tables:
+            mwcov, mucov = coverage(labels, gt)
+            fp, fn = false_positive_negative(labels, gt)
+            out.update(mwcov=mwcov.mean().item(), mucov=mucov.mean().item(),
+                       avgfp=fp.mean().item(), avgfn=fn.mean().item())
+    return out

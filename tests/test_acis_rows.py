@@ -1,0 +1,113 @@
+"""Every ACIS row on the ci profile, through the registry: train from the pretrain rows,
+evaluate to exactly the metric ids of its tables, resume without retraining, and draw
+the family's figures."""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+import datasets
+import methods
+from rlcv import engine
+from rlcv.params import build_config, load
+from rlcv.report.data import load_tables
+
+REPO = Path(__file__).resolve().parents[1]
+ACIS = [name for name in methods.METHODS if name.startswith("acis-")]
+
+
+@pytest.fixture(scope="module")
+def ci_repo(tmp_path_factory):
+    """A folder holding ci-profile synthetic CVPPP and KITTI, staged, and its params."""
+    root = tmp_path_factory.mktemp("acis-ci")
+    params = load(REPO / "params.yaml")
+    params.raw["profile"] = "ci"
+    for name in ("cvppp", "kitti"):
+        cfg = params.dataset(name)
+        module = datasets.get(name)
+        module.synth(root / "data" / "raw" / name, cfg, int(cfg.get("seed", 0)))
+        module.stage(root / "data" / "raw" / name, root / "data" / "staged" / name,
+                     {**cfg, "profile": "ci"})
+    return root, params
+
+
+def _run(root: Path, params, name: str, seed: int = 0) -> Path:
+    from datasets._common import Staged
+
+    row = methods.get(name)
+    cfg = build_config(row.config, params.method(name), name)
+    inputs = {r: root / "runs" / f"{r}-{seed}" / "checkpoint.pt" for r in row.requires}
+    run = engine.Run(row=name, seed=seed, dir=root / "runs" / f"{name}-{seed}", inputs=inputs,
+                     signature=name)
+    engine.seed_everything(seed)
+    return Path(row.train(cfg, Staged(root / "data" / "staged" / row.data), run))
+
+
+def test_rows_train_and_evaluate_to_their_tables_metrics(ci_repo):
+    from datasets._common import Staged
+
+    root, params = ci_repo
+    specs = load_tables()
+    order = sorted(ACIS, key=lambda n: "pretrain" not in n)   # pretrain rows first
+    for name in order:
+        row = methods.get(name)
+        ckpt = _run(root, params, name)
+        scores = row.evaluate(str(ckpt), Staged(root / "data" / "staged" / row.data))
+        if not row.tables:   # pretrain rows: diagnostics only
+            assert scores
+            continue
+        wanted = {m.id for tid in row.tables for m in specs[tid].metrics}
+        staged = Staged(root / "data" / "staged" / row.data)
+        if "dice_late" in wanted and int(staged.load("val")["num_leaves"].max()) <= 10:
+            wanted.discard("dice_late")   # no image reaches timestep 11
+        assert set(scores) == wanted, (name, sorted(set(scores) ^ wanted))
+        for key, v in scores.items():
+            assert math.isfinite(v) and v >= 0, (name, key, v)
+            if not key.startswith(("abs_dic", "avgf")):
+                assert v <= 1, (name, key, v)
+
+
+def test_checkpoint_is_self_contained_and_rerun_resumes(ci_repo):
+    root, params = ci_repo
+    ckpt = _run(root, params, "acis-pretrain-cvppp", seed=5)
+    ac = _run(root, params, "acis-ac-dice", seed=5)
+    state = engine.load_checkpoint(ac)
+    assert {"arch", "preproc", "decoder", "actor", "critic", "config"} <= set(state)
+    pre = engine.load_checkpoint(ckpt)
+    # the actor rows keep the pre-trained decoder as it was (frozen)
+    for k, v in pre["decoder"].items():
+        assert torch.equal(v, state["decoder"][k])
+    # a finished run is not retrained: every phase resumes from its final checkpoint
+    before = (root / "runs" / "acis-ac-dice-5" / "train.ckpt.pt").stat().st_mtime_ns
+    again = engine.load_checkpoint(_run(root, params, "acis-ac-dice", seed=5))
+    assert (root / "runs" / "acis-ac-dice-5" / "train.ckpt.pt").stat().st_mtime_ns == before
+    for k, v in state["actor"].items():
+        assert torch.equal(v, again["actor"][k])
+    # same seed from scratch: identical weights (all randomness keyed by seed/phase/step)
+    shutil.rmtree(root / "runs" / "acis-ac-dice-5")
+    fresh = engine.load_checkpoint(_run(root, params, "acis-ac-dice", seed=5))
+    for part in ("actor", "critic"):
+        for k, v in state[part].items():
+            assert torch.equal(v, fresh[part][k]), (part, k)
+
+
+def test_figures_are_drawn_from_the_runs(ci_repo, monkeypatch):
+    from methods.acis_plots import figures
+
+    root, params = ci_repo
+    for name in ("acis-pretrain-cvppp", "acis-bl-trunc", "acis-ac-dice",
+                 "acis-pretrain-kitti", "acis-kitti-ac-iou"):
+        if not (root / "runs" / f"{name}-0" / "checkpoint.pt").is_file():
+            _run(root, params, name)
+    params.raw["seeds"] = [0]
+    monkeypatch.chdir(root)
+    out = figures(params, root / "results")
+    names = {p.name for p, _ in out}
+    assert names == {"acis-dice-per-step.png", "acis-order.png"}
+    for p, caption in out:
+        assert p.is_file() and p.stat().st_size > 1000 and "ACIS" in caption

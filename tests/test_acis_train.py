@@ -1,0 +1,135 @@
+"""ACIS training mechanics on a tiny deterministic set: the decoder stays frozen while
+the actor trains, the termination unit learns the count, the critic regresses Eq. 7's
+discounted returns, and the data preparation keeps every instance."""
+
+from types import SimpleNamespace
+
+import torch
+
+import methods.acis_actor as A
+import methods.acis_train as T
+from methods.acis_eval import infer, n_predicted
+from rlcv import engine
+from rlcv.models.acis import AUX, Actor, MaskDecoder
+
+HW = (16, 16)
+
+
+SLOTS = [(1, 1), (1, 9), (9, 5)]
+
+
+def tiny_set(n: int = 24) -> T.Prepared:
+    """Images with 1-3 squares in fixed slots (the count is visible in the image)."""
+    count = torch.tensor([1 + i % 3 for i in range(n)])
+    inst = torch.zeros(n, 3, *HW, dtype=torch.bool)
+    for i, c in enumerate(count.tolist()):
+        for k, (y, x) in enumerate(SLOTS[:c]):
+            inst[i, k, y:y + 6, x:x + 6] = True
+    fg = inst.any(1, keepdim=True).float()
+    image = torch.cat([fg - 0.5, 0.2 * fg, torch.zeros_like(fg)], 1)
+    aux = torch.cat([fg, torch.zeros(n, AUX - 1, *HW)], 1)
+    return T.Prepared(image, inst, count, aux)
+
+
+def cfg(**kw):
+    base = dict(batch_size=8, prefill=0.0, lr=3e-3, critic_lr=1e-3, pos_weight=5.0,
+                reward="dice", gamma=0.9, kl_weight=0.0, warmup=1, actor_every=1)
+    return SimpleNamespace(**{**base, **kw})
+
+
+def models(seed: int = 0):
+    torch.manual_seed(seed)
+    return Actor(HW, 4, 4, 16), MaskDecoder(HW, 4, 4, True)
+
+
+def run(tmp_path, name="r"):
+    return engine.Run(row=name, seed=0, dir=tmp_path / name, checkpoint_every=10**6)
+
+
+def test_decoder_is_frozen_and_the_actor_learns_through_it(tmp_path):
+    data = tiny_set()
+    for mode in ("ac", "bl", "bl-trunc"):
+        actor, decoder = models()
+        before = {k: v.clone() for k, v in decoder.state_dict().items()}
+        mu_before = actor.mu.weight.detach().clone()
+        A.fit_actor(run(tmp_path, mode), "train", data, actor, decoder, cfg(), mode, 3, 4, 4)
+        assert all(not p.requires_grad for p in decoder.parameters())
+        for k, v in decoder.state_dict().items():
+            assert torch.equal(v, before[k]), f"{mode}: decoder {k} changed"
+        # the mean head only gets gradient through the decoder (KL weight 0): it moved
+        assert not torch.equal(actor.mu.weight, mu_before), f"{mode}: actor did not learn"
+
+
+def test_termination_unit_learns_the_count(tmp_path):
+    data = tiny_set()
+    actor, decoder = models(1)
+    _, stop = infer(actor, decoder, data, 4)
+    untrained = (n_predicted(stop) == data.count).float().mean().item()
+    A.fit_actor(run(tmp_path), "train", data, actor, decoder, cfg(lr=1e-2), "bl", 4, 120, 4)
+    _, stop = infer(actor, decoder, data, 4)
+    acc = (n_predicted(stop) == data.count).float().mean().item()
+    assert acc >= 0.9 > untrained, (untrained, acc)
+
+
+def test_critic_regresses_the_discounted_returns(tmp_path, monkeypatch):
+    data = tiny_set()
+    actor, decoder = models(2)
+    horizon, gamma = 2, 0.8
+    seen = {}
+    real_returns, real_rewards = A.discounted_returns, A.rewards
+
+    def spy_rewards(pred, gt, kind):
+        seen["r"] = real_rewards(pred, gt, kind)
+        seen["kind"] = kind
+        return seen["r"]
+
+    def spy_returns(r, valid, g, bootstrap=None):
+        seen.update(r_in=r, valid=valid, gamma=g, boot=bootstrap)
+        seen["G"] = real_returns(r, valid, g, bootstrap)
+        return seen["G"]
+
+    monkeypatch.setattr(A, "rewards", spy_rewards)
+    monkeypatch.setattr(A, "discounted_returns", spy_returns)
+    real_sample = A.sample_batch
+    monkeypatch.setattr(A, "sample_batch",
+                        lambda *a: seen.setdefault("batch", real_sample(*a)) and seen["batch"])
+    critic = A.Critic(HW, 4)
+    q_out = []
+    critic.register_forward_hook(lambda m, i, o: q_out.append(o.detach().clone()))
+    r = run(tmp_path)
+    A.fit_actor(r, "train", data, actor, decoder, cfg(gamma=gamma, warmup=5, reward="iou"),
+                "ac", horizon, 1, 4, critic)
+    batch = seen["batch"]
+    assert seen["kind"] == "iou" and seen["gamma"] == gamma
+    assert torch.equal(seen["r_in"], seen["r"])
+    assert torch.equal(seen["valid"], torch.arange(horizon)[None, :] < batch.remaining[:, None])
+    # windows holding the whole rest of the episode are not bootstrapped
+    assert torch.all(seen["boot"][batch.remaining <= horizon] == 0)
+    # Eq. 7 by hand on the recorded rewards
+    want = torch.zeros_like(seen["G"])
+    for i in range(want.shape[0]):
+        n = int(min(batch.remaining[i], horizon))
+        for s in range(n):
+            tail = seen["boot"][i] * gamma ** (horizon - s) if batch.remaining[i] > horizon else 0
+            want[i, s] = sum(gamma ** (k - s) * seen["r"][i, k] for k in range(s, n)) + tail
+    torch.testing.assert_close(seen["G"], want)
+    # the logged critic loss is the squared error of Q against exactly these targets
+    q = q_out[1]   # [0] is the bootstrap call, [1] the regression on the T*B steps
+    w = seen["valid"].T.reshape(-1).float()
+    g = seen["G"].float().T.reshape(-1)
+    loss = ((q - g) ** 2 * w).sum() / w.sum()
+    assert abs(r.history[-1]["critic_loss"] - loss.item()) < 1e-5
+
+
+def test_prepare_keeps_instances_and_counts():
+    label = torch.zeros(2, 12, 12, dtype=torch.int16)
+    label[0, :6, :6], label[0, 6:, 6:], label[0, :2, 10:] = 1, 3, 2
+    label[1, 2:8, 2:8] = 1
+    split = {"image": torch.zeros(2, 3, 12, 12, dtype=torch.uint8), "label": label}
+    data = T.prepare(split, 2)
+    assert data.hw == (6, 6)
+    assert data.count.tolist() == [3, 1]
+    assert data.inst.shape == (2, 3, 6, 6)
+    assert data.inst[1, 1:].sum() == 0 and data.inst[1, 0].sum() == 9
+    # each working pixel takes its majority label, so instances never overlap
+    assert data.inst.sum(1).max() <= 1
