@@ -24,6 +24,10 @@ _ACIS_CODE = ("methods/acis_train.py", "methods/acis_actor.py", "methods/acis_ev
               "rlcv/rl/potential.py")
 """What the ACIS rows (issue 7) depend on beyond their module."""
 
+_CISS_CODE = ("methods/cissnet_data.py", "methods/cissnet_rl.py", "methods/cissnet_plots.py",
+              "rlcv/models/cissnet.py", "rlcv/rl/advantage.py")
+"""What the CiSS-Net rows (issue 6) depend on beyond their module."""
+
 
 METHODS: dict[str, Row] = {
     "gt-bbox-deepmask": Row(
@@ -222,6 +226,51 @@ METHODS: dict[str, Row] = {
         name="acis-kitti-ac-iou", tables={"acis-table4": "Ours (AC-IoU)"},
         data="kitti/cars", config="methods.acis:AcisConfig", train="methods.acis:train_actor",
         evaluate="methods.acis:evaluate_kitti", requires=("acis-pretrain-kitti",), code=_ACIS_CODE),
+    # CiSS-Net (issue 6): per dataset the frozen baseline, CiSS-Net, and its ablations
+    "ciss-baseline-ade20k": Row(
+        name="ciss-baseline-ade20k",
+        tables={"ciss-net-table4": "Baseline", "ciss-net-table6": "Baseline (ours)"},
+        data="ade20k/sceneparsing", config="methods.cissnet:BaselineConfig",
+        train="methods.cissnet:train_baseline",
+        evaluate="methods.cissnet:evaluate_baseline", code=_CISS_CODE),
+    "ciss-net-ade20k": Row(
+        name="ciss-net-ade20k",
+        tables={"ciss-net-table1": "Step 2", "ciss-net-table3": "λ2=0.05",
+                "ciss-net-table4": "CiSS-Net", "ciss-net-table5": "Ours",
+                "ciss-net-table6": "CiSS-Net (Ours)"},
+        data="ade20k/sceneparsing", config="methods.cissnet:CissConfig",
+        train="methods.cissnet:train_ciss",
+        evaluate="methods.cissnet:evaluate_ciss", requires=("ciss-baseline-ade20k",),
+        code=_CISS_CODE),
+    "ciss-ablations-ade20k": Row(
+        name="ciss-ablations-ade20k",
+        tables={"ciss-net-table2": "γ=0.9", "ciss-net-table3": "λ2=0.02",
+                "ciss-net-table4": "Baseline+p-map", "ciss-net-table5": "w/o RL"},
+        data="ade20k/sceneparsing", config="methods.cissnet:AblationConfig",
+        train="methods.cissnet:train_ablations", evaluate="methods.cissnet:evaluate_ablations",
+        requires=("ciss-baseline-ade20k",), code=_CISS_CODE),
+    "ciss-baseline-cityscapes": Row(
+        name="ciss-baseline-cityscapes",
+        tables={"ciss-net-table4": "Baseline", "ciss-net-table8": "Baseline (ours)"},
+        data="cityscapes/fine", config="methods.cissnet:BaselineConfig",
+        train="methods.cissnet:train_baseline",
+        evaluate="methods.cissnet:evaluate_baseline", code=_CISS_CODE),
+    "ciss-net-cityscapes": Row(
+        name="ciss-net-cityscapes",
+        tables={"ciss-net-table1": "Step 2", "ciss-net-table3": "λ2=0.05",
+                "ciss-net-table4": "CiSS-Net", "ciss-net-table5": "Ours",
+                "ciss-net-table8": "CiSS-Net (Ours)"},
+        data="cityscapes/fine", config="methods.cissnet:CissConfig",
+        train="methods.cissnet:train_ciss",
+        evaluate="methods.cissnet:evaluate_ciss", requires=("ciss-baseline-cityscapes",),
+        code=_CISS_CODE),
+    "ciss-ablations-cityscapes": Row(
+        name="ciss-ablations-cityscapes",
+        tables={"ciss-net-table2": "γ=0.9", "ciss-net-table3": "λ2=0.02",
+                "ciss-net-table4": "Baseline+p-map", "ciss-net-table5": "w/o RL"},
+        data="cityscapes/fine", config="methods.cissnet:AblationConfig",
+        train="methods.cissnet:train_ablations", evaluate="methods.cissnet:evaluate_ablations",
+        requires=("ciss-baseline-cityscapes",), code=_CISS_CODE),
 }
 
 

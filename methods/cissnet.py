@@ -1,0 +1,344 @@
+"""CiSS-Net: context-reinforced semantic segmentation (Zhou et al., CVPR 2019), the rows of
+Tables 1-6 and 8 on ADE20K and Cityscapes.
+
+- **Baseline** (Table 4; beside Tables 6 and 8): a small CNN (domain features X_I,
+  `rlcv.models.cissnet.DomainNet`) and the Base Net, trained with cross-entropy; its
+  domain network is then frozen and shared by every other row (Section 2.2 uses a
+  pre-trained network for X_I).
+- **CiSS-Net** (Table 4; Table 1 at steps 0/2/4/6; Table 3 at λ2 = 0.05; Table 5 "Ours";
+  Tables 6 and 8): S-Net = Base Net + Bias Net (Eq. 1) and C-Net trained together by
+  advantage actor-critic with k-step returns (Eqs. 2-7, `methods.cissnet_rl`), reported
+  at iteration t = 2 (Section 3.5).
+- **Ablations** (one row per dataset, `ciss-ablations-<dataset>`): the complete-p-map
+  model (B = 1 everywhere, no C-Net, no RL: Table 4 Baseline+p-map, Table 5 w/o RL), a
+  CiSS-Net per λ2 ∈ {0.001, 0.005, 0.01, 0.02} at γ = 0.9 (Table 3; λ2 = 0.001 is also
+  Table 4's Baseline+gated(p-map)) and per γ ∈ {0.1, 0.3} at λ2 = 0.02 (Table 2, run at
+  λ2 = 0.02 as the paper's numbers show; γ = 0.9 is the λ2 = 0.02 model). Each model is
+  reported under its table labels (`"miou@λ2=0.01"`); one process trains them all, as
+  each row costs a few seconds of start-up.
+
+The Base Net stays the baseline's (frozen, `train_base: false`), so Step 0 equals Baseline,
+as in the paper's ADE20K column. At evaluation B^t is sampled from the policy map as in
+Eq. 2 (`inference: sample`, one fixed generator, so scores repeat exactly). Scores come
+from `rlcv.metrics` through `methods.cissnet_data.Task.score`. `figures` draws
+`results/plots/ciss-net-context.png`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+
+from methods.cissnet_data import Task, feature_targets, features, to_input
+from methods.cissnet_rl import rollout, segmentation_loss, train_step
+from rlcv import engine
+from rlcv.errors import ParamsError
+from rlcv.models.cissnet import BaseNet, ContextNet, DomainNet, SegmentNet
+
+
+@dataclass
+class BaselineConfig:
+    """Settings of the baseline segmenter (domain CNN + Base Net)."""
+
+    width: int = 16
+    """Channels of the domain CNN's first layer (doubled by its second)."""
+    channels: int = 32
+    """Channels C of the domain features X_I."""
+    layers: int = 3
+    """3x3 convolution layers of the domain CNN (the first two at stride 2)."""
+    steps: int = 300
+    """Optimisation steps."""
+    batch_size: int = 16
+    """Images per step."""
+    lr: float = 3e-3
+    """Adam learning rate."""
+    eval_every: int = 100
+    """Steps between evaluations on val (logged to history.csv); 0 = never."""
+
+
+@dataclass
+class CissConfig:
+    """Settings of a CiSS-Net row (and of the complete-p-map row, `context: pmap`)."""
+
+    context: str = "learned"
+    """'learned': context chosen by the C-Net, trained by RL; 'pmap': the complete p-map."""
+    steps: int = 200
+    """Optimisation steps (one rollout of `rollout` iterations on a batch each)."""
+    batch_size: int = 8
+    """Images per step."""
+    lr: float = 2e-3
+    """Adam learning rate of the Bias Net, the encoders and the C-Net."""
+    width: int = 32
+    """Channels of the C-Net and Bias Net trunks (four 3x3 layers each)."""
+    embed: int = 8
+    """Embedding size of a class in the pyramid encoder F_e."""
+    bins: tuple[int, ...] = (1, 2, 3, 6)
+    """Grid sizes of the pyramid pooling levels."""
+    rollout: int = 2
+    """Iterations T of a training rollout (K^0..K^{T-1}, Y^1..Y^T); 2 = the t reported."""
+    k_step: int = 2
+    """k of the k-step returns and advantages (Eqs. 5-6)."""
+    gamma: float = 0.9
+    """Discount factor γ (Eq. 3)."""
+    lambda1: float = 1.0
+    """Weight λ1 of the segmentation loss Loss_s (Eq. 7)."""
+    lambda2: float = 0.05
+    """Weight λ2 of the entropy regularisation Loss_e (Eq. 7)."""
+    beta1: float = 0.4
+    """Reward β1 for correct context (Eq. 4)."""
+    beta2: float = 0.2
+    """Reward β2 for 'uncertain' (Eq. 4)."""
+    window: int = 5
+    """C_h = C_w: side of the reward window, in feature cells (odd)."""
+    train_base: bool = False
+    """Also train the Base Net (else it stays the baseline's and Step 0 = Baseline)."""
+    eval_steps: int = 2
+    """Iteration t whose p-map is the row's result (t = 2 in the paper, Section 3.5)."""
+    inference: str = "sample"
+    """B at evaluation: 'sample' B ~ Q as in Eq. 2 (a fixed generator), or 'greedy' argmax Q."""
+    table_steps: tuple[int, ...] = (0, 2, 4, 6)
+    """Iterations also reported as Table 1's 'Step t' rows (main row only)."""
+    eval_every: int = 100
+    """Steps between evaluations on val (logged to history.csv); 0 = never."""
+
+    def __post_init__(self):
+        if self.context not in ("learned", "pmap"):
+            raise ParamsError(f"context: expected 'learned' or 'pmap', got {self.context!r}")
+        if self.inference not in ("sample", "greedy"):
+            raise ParamsError(f"inference: expected 'sample' or 'greedy', got {self.inference!r}")
+        if self.window < 1 or self.window % 2 == 0:
+            raise ParamsError(f"window: expected an odd number of cells, got {self.window}")
+
+
+@dataclass
+class AblationConfig(CissConfig):
+    """The ablations and sweeps of one dataset, each model trained with the CiSS-Net
+    settings above except: one per listed λ2 (at `gamma`), one per listed γ (at `lambda2`),
+    and the complete-p-map model."""
+
+    lambda2_values: tuple[float, ...] = (0.001, 0.005, 0.01, 0.02)
+    """λ2 values of Table 3 trained here (the main row has λ2 = 0.05)."""
+    gamma_values: tuple[float, ...] = (0.1, 0.3, 0.9)
+    """γ values of Table 2 (run at `lambda2`, 0.02 as in the paper)."""
+    gated_lambda2: float = 0.001
+    """λ2 of the model also reported as Table 4's Baseline+gated(p-map)."""
+    pmap: bool = True
+    """Also train the complete-p-map model (Table 4 Baseline+p-map, Table 5 w/o RL)."""
+
+
+
+def _staged(data) -> tuple[Task, dict, dict]:
+    return Task.of(data.manifest), data.load("train"), data.load("val")
+
+
+def _predict(logits: torch.Tensor, size) -> torch.Tensor:
+    """Feature-resolution logits -> full-resolution class indices (bilinear logits)."""
+    # channels-last: each pixel's class scores lie together for the upsampling and argmax
+    up = torch.nn.functional.interpolate(logits.contiguous(memory_format=torch.channels_last),
+                                         size=size, mode="bilinear", align_corners=False)
+    return up.permute(0, 2, 3, 1).argmax(-1)
+
+
+def train_baseline(cfg: BaselineConfig, data, run) -> str:
+    """Train the domain CNN and Base Net with cross-entropy (the Baseline row)."""
+    task, train, val = _staged(data)
+    domain = DomainNet(cfg.width, cfg.channels, cfg.layers)
+    base = BaseNet(cfg.channels, task.num_classes)
+    params = [*domain.parameters(), *base.parameters()]
+    opt = torch.optim.Adam(params, lr=cfg.lr)
+    targets = task.targets(train["label"])
+    n = targets.shape[0]
+
+    def step_fn(step: int) -> dict:
+        domain.train()
+        g = engine.generator(run.seed, "baseline", step)
+        idx = torch.randint(n, (cfg.batch_size,), generator=g)
+        images, target = to_input(train["image"][idx]), targets[idx]
+        if torch.rand((), generator=g) < 0.5:   # horizontal flip
+            images, target = images.flip(-1), target.flip(-1)
+        loss = segmentation_loss(base(domain(images)), target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return {"loss_s": loss.item()}
+
+    def eval_fn() -> dict:
+        x = features(domain, val["image"])
+        return task.score(_predict(base(x), targets.shape[-2:]), val, main_only=True)
+
+    engine.fit(run, "baseline", {"domain": domain, "base": base, "opt": opt}, cfg.steps,
+               step_fn, eval_fn, cfg.eval_every)
+    return engine.save_checkpoint(run, cfg, domain=domain.state_dict(), base=base.state_dict(),
+                                  num_classes=task.num_classes)
+
+
+def _load_baseline(path) -> tuple[DomainNet, dict]:
+    state = engine.load_checkpoint(path)
+    c = state["config"]
+    domain = DomainNet(c["width"], c["channels"], c["layers"])
+    domain.load_state_dict(state["domain"])
+    return domain, state
+
+
+def _build(cfg: CissConfig, channels: int, num_classes: int):
+    snet = SegmentNet(channels, num_classes, cfg.width, cfg.embed, tuple(cfg.bins))
+    cnet = (ContextNet(channels, num_classes, cfg.width, cfg.embed, tuple(cfg.bins))
+            if cfg.context == "learned" else None)
+    return snet, cnet
+
+
+def _fit_ciss(cfg: CissConfig, run, phase: str, task: Task, base_state: dict,
+              x: torch.Tensor, targets: torch.Tensor, x_val: torch.Tensor, val: dict) -> dict:
+    """Train one S-Net (+ C-Net) from the baseline's Base Net; its state dicts."""
+    snet, cnet = _build(cfg, x.shape[1], task.num_classes)
+    snet.base.load_state_dict(base_state)
+    snet.base.requires_grad_(cfg.train_base)
+    params = [p for p in snet.parameters() if p.requires_grad]
+    objects = {"snet": snet}
+    if cnet is not None:
+        params += list(cnet.parameters())
+        objects["cnet"] = cnet
+    opt = torch.optim.Adam(params, lr=cfg.lr)
+    objects["opt"] = opt
+    stride = targets.shape[-1] // x.shape[-1]
+    targets_feat = feature_targets(targets, stride)
+
+    def step_fn(step: int) -> dict:
+        g = engine.generator(run.seed, phase, step)
+        idx = torch.randint(x.shape[0], (cfg.batch_size,), generator=g)
+        loss, stats = train_step(snet, cnet, x[idx], targets_feat[idx], cfg, g)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return stats
+
+    def eval_fn() -> dict:
+        logits, _ = inference_chain(snet, cnet, cfg, x_val, cfg.eval_steps)
+        pred = _predict(logits[-1], targets.shape[-2:])
+        return task.score(pred, val, main_only=True)
+
+    engine.fit(run, phase, objects, cfg.steps, step_fn, eval_fn, cfg.eval_every)
+    return {"snet": snet.state_dict(), **({"cnet": cnet.state_dict()} if cnet else {})}
+
+
+def _prepare(data, run):
+    task, train, val = _staged(data)
+    (path,) = run.inputs.values()        # the baseline row of the same dataset and seed
+    domain, base = _load_baseline(path)
+    return (task, base, features(domain, train["image"]), task.targets(train["label"]),
+            features(domain, val["image"]), val, domain)
+
+
+def train_ciss(cfg: CissConfig, data, run) -> str:
+    """Train CiSS-Net (context: learned) or the complete-p-map row (context: pmap)."""
+    task, base, x, targets, x_val, val, domain = _prepare(data, run)
+    nets = _fit_ciss(cfg, run, cfg.context, task, base["base"], x, targets, x_val, val)
+    return engine.save_checkpoint(run, cfg, domain=domain.state_dict(),
+                                  domain_config=base["config"], num_classes=task.num_classes,
+                                  **nets)
+
+
+def ablation_variants(cfg: AblationConfig) -> list[tuple[CissConfig, list[str]]]:
+    """The (config, table labels) of every model an ablation row trains, in order."""
+    base = CissConfig(**{f: getattr(cfg, f) for f in CissConfig.__dataclass_fields__})
+    out: dict[tuple[float, float], list[str]] = {}
+    for l2 in cfg.lambda2_values:
+        out.setdefault((l2, cfg.gamma), []).append(f"λ2={l2:g}")
+        if l2 == cfg.gated_lambda2:
+            out[(l2, cfg.gamma)].append("Baseline+gated(p-map)")
+    for gamma in cfg.gamma_values:
+        out.setdefault((cfg.lambda2, gamma), []).append(f"γ={gamma:g}")
+    variants = [(replace(base, context="pmap"), ["Baseline+p-map", "w/o RL"])] if cfg.pmap else []
+    return variants + [(replace(base, context="learned", lambda2=l2, gamma=gamma), labels)
+                       for (l2, gamma), labels in out.items()]
+
+
+def train_ablations(cfg: AblationConfig, data, run) -> str:
+    """Train every ablation model (Tables 2 and 3, Table 4's p-map and gated rows, Table 5)."""
+    task, base, x, targets, x_val, val, domain = _prepare(data, run)
+    variants = []
+    for vcfg, labels in ablation_variants(cfg):
+        phase = ("pmap" if vcfg.context == "pmap" else
+                 f"lambda2-{vcfg.lambda2:g}-gamma-{vcfg.gamma:g}")
+        nets = _fit_ciss(vcfg, run, phase, task, base["base"], x, targets, x_val, val)
+        variants.append({"context": vcfg.context, "lambda2": vcfg.lambda2, "gamma": vcfg.gamma,
+                         "labels": labels, **nets})
+    return engine.save_checkpoint(run, cfg, domain=domain.state_dict(),
+                                  domain_config=base["config"], num_classes=task.num_classes,
+                                  variants=variants)
+
+
+def load_models(state: dict, variant: dict | None = None):
+    """(domain, S-Net, C-Net or None, config) of a CiSS-Net checkpoint or ablation variant."""
+    c = {**state["config"], **{k: variant[k] for k in ("context", "lambda2", "gamma")
+                               if variant is not None}}
+    cfg = CissConfig(**{k: v for k, v in c.items() if k in CissConfig.__dataclass_fields__})
+    dc = state["domain_config"]
+    domain = DomainNet(dc["width"], dc["channels"], dc["layers"])
+    domain.load_state_dict(state["domain"])
+    nets = variant if variant is not None else state
+    snet, cnet = _build(cfg, dc["channels"], state["num_classes"])
+    snet.load_state_dict(nets["snet"])
+    if cnet is not None:
+        cnet.load_state_dict(nets["cnet"])
+    return domain, snet.eval(), cnet.eval() if cnet is not None else None, cfg
+
+
+def inference_chain(snet, cnet, cfg: CissConfig, x, steps: int):
+    """(logits of Y^0..Y^steps, context maps K^0..K^{steps-1}) as evaluated: B^t drawn
+    by `cfg.inference`, sampling from one fixed generator so that scores are repeatable."""
+    return rollout(snet, cnet, x, steps, cfg.inference, engine.generator("ciss-net", "eval"))
+
+
+def chain_predictions(snet, cnet, cfg: CissConfig, x_val, steps: int, size) -> list:
+    """Full-resolution class indices of the evaluated chain's p-maps Y^0..Y^steps."""
+    logits, _ = inference_chain(snet, cnet, cfg, x_val, steps)
+    return [_predict(lg, size) for lg in logits]
+
+
+def evaluate_baseline(ckpt: str, data) -> dict:
+    """Baseline scores on val: the Base Net alone (Eq. 1 without context)."""
+    task, _, val = _staged(data)
+    domain, state = _load_baseline(ckpt)
+    base = BaseNet(state["config"]["channels"], state["num_classes"])
+    base.load_state_dict(state["base"])
+    with torch.no_grad():
+        logits = base(features(domain, val["image"]))
+    return task.score(_predict(logits, val["label"].shape[-2:]), val)
+
+
+def evaluate_ciss(ckpt: str, data) -> dict:
+    """Scores at t = eval_steps, plus `metric@Step t` for Table 1 (learned context only)."""
+    task, _, val = _staged(data)
+    state = engine.load_checkpoint(ckpt)
+    domain, snet, cnet, cfg = load_models(state)
+    table = [t for t in cfg.table_steps if t != cfg.eval_steps] if cnet is not None else []
+    preds = chain_predictions(snet, cnet, cfg, features(domain, val["image"]),
+                              max((cfg.eval_steps, *table)), val["label"].shape[-2:])
+    out = task.score(preds[cfg.eval_steps], val)
+    m = task.main_metric
+    out.update({f"{m}@Step {t}": task.score(preds[t], val, main_only=True)[m] for t in table})
+    return out
+
+
+def evaluate_ablations(ckpt: str, data) -> dict:
+    """Every ablation model's scores at t = eval_steps, as `metric@<its table labels>`."""
+    task, _, val = _staged(data)
+    state = engine.load_checkpoint(ckpt)
+    out, x_val = {}, None
+    for variant in state["variants"]:
+        domain, snet, cnet, cfg = load_models(state, variant)
+        x_val = features(domain, val["image"]) if x_val is None else x_val
+        pred = chain_predictions(snet, cnet, cfg, x_val, cfg.eval_steps, val["label"].shape[-2:])
+        scores = task.score(pred[-1], val)
+        for label in variant["labels"]:
+            out.update({f"{k}@{label}": v for k, v in scores.items()})
+    return out
+
+
+def figures(params, results):
+    """`results/plots/ciss-net-context.png` (see methods.cissnet_plots)."""
+    from methods.cissnet_plots import context_figure
+
+    return context_figure(params, results)

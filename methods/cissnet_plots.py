@@ -1,0 +1,158 @@
+"""CiSS-Net's figures (Zhou et al., CVPR 2019, Figs. 1 and 5; Table 1 as a curve).
+
+`context_figure` writes `results/plots/ciss-net-context.png`: for a few val images of
+each dataset, the p-map Y^t and the context map K^t at steps t = 0, 1, 2 of the trained
+CiSS-Net (uncertain regions white, as in the paper), and the main metric of the greedy
+chain against the iteration step (mean ± std over seeds), beside the complete-p-map
+model (w/o RL) and the Baseline (step 0). All scores come from `rlcv.metrics`.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from methods import cissnet as C
+from methods.cissnet_data import Task, features
+from rlcv import engine
+from rlcv import io as rio
+
+PLOT = "ciss-net-context.png"
+SHOW_STEPS = 3
+"""Context maps K^0..K^2 and p-maps Y^0..Y^2 are drawn."""
+CURVE_STEPS = 6
+
+
+def _palette(task: Task) -> np.ndarray:
+    """Class index -> RGB (the dataset's official colours); index -1 (ignored) black."""
+    if task.dataset == "ade20k":
+        from datasets.ade20k import PALETTE as colours
+    else:
+        from datasets.cityscapes import COLORS as colours
+    return np.concatenate([colours[task.to_output.numpy()], np.zeros((1, 3), np.uint8)])
+
+
+def _colour(idx: torch.Tensor, palette: np.ndarray) -> np.ndarray:
+    return palette[idx.numpy()]          # -1 picks the last entry (black)
+
+
+def _context_colour(k: torch.Tensor, palette: np.ndarray) -> np.ndarray:
+    img = palette[(k - 1).clamp(min=0).numpy()]
+    img[(k == 0).numpy()] = 255          # 'uncertain' drawn white
+    return img
+
+
+def _rows(params, train_fn) -> list[str]:
+    import methods
+
+    return [n for n in params.method_names
+            if n in methods.METHODS and methods.METHODS[n].train is train_fn]
+
+
+def _curves(task, row: str, seeds, val, runs: Path, variant_context: str | None):
+    """Main metric of Y^0..Y^CURVE_STEPS per seed (rows: seeds) for a checkpointed row."""
+    out = []
+    for seed in seeds:
+        path = runs / f"{row}-{seed}" / "checkpoint.pt"
+        if not path.is_file():
+            continue
+        state = engine.load_checkpoint(path)
+        variant = None
+        if variant_context is not None:
+            variant = next((v for v in state.get("variants", [])
+                            if v["context"] == variant_context), None)
+            if variant is None:
+                continue
+        domain, snet, cnet, cfg = C.load_models(state, variant)
+        preds = C.chain_predictions(snet, cnet, cfg, features(domain, val["image"]),
+                                    CURVE_STEPS, val["label"].shape[-2:])
+        out.append([task.score(p, val, main_only=True)[task.main_metric] for p in preds])
+    return np.array(out) * 100
+
+
+def context_figure(params, results: Path, runs: Path = Path("runs"), images: int = 2):
+    """Write the context-map figure; [(path, caption)], or [] before any CiSS-Net run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import methods
+    from datasets._common import Staged
+
+    panels = []
+    for row in _rows(params, C.train_ciss):
+        staged = Path("data/staged") / methods.METHODS[row].data
+        seed = next((s for s in params.seeds
+                     if (runs / f"{row}-{s}" / "checkpoint.pt").is_file()), None)
+        if seed is None or not (staged / "manifest.json").is_file():
+            continue
+        data = Staged(staged)
+        task, val = Task.of(data.manifest), data.load("val")
+        state = engine.load_checkpoint(runs / f"{row}-{seed}" / "checkpoint.pt")
+        domain, snet, cnet, cfg = C.load_models(state)
+        # the whole val set, as evaluated, so the drawn context maps are the scored ones
+        logits, contexts = C.inference_chain(snet, cnet, cfg, features(domain, val["image"]),
+                                             SHOW_STEPS)
+        logits = [lg[:images] for lg in logits]
+        contexts = [k[:images] for k in contexts]
+        ablation = next((r for r in _rows(params, C.train_ablations)
+                         if methods.METHODS[r].data == methods.METHODS[row].data), None)
+        panels.append({
+            "row": row, "seed": seed, "task": task, "val": val,
+            "pmaps": [lg.argmax(1) for lg in logits[:SHOW_STEPS]], "contexts": contexts,
+            "ours": _curves(task, row, params.seeds, val, runs, None),
+            "pmap": (_curves(task, ablation, params.seeds, val, runs, "pmap")
+                     if ablation else np.zeros((0, CURVE_STEPS + 1))),
+        })
+    if not panels:
+        return []
+    cols = 2 + 2 * SHOW_STEPS
+    n_img = sum(min(images, p["val"]["image"].shape[0]) for p in panels)
+    fig = plt.figure(figsize=(1.7 * cols, 1.6 * n_img + 2.8))
+    grid = fig.add_gridspec(n_img + 1, cols, height_ratios=[1] * n_img + [1.6])
+    r = 0
+    for p in panels:
+        pal = _palette(p["task"])
+        for i in range(min(images, p["val"]["image"].shape[0])):
+            tiles = [(p["val"]["image"][i].permute(1, 2, 0).numpy(), "image"),
+                     (_colour(p["task"].targets(p["val"]["label"][i]), pal), "ground truth")]
+            for t in range(SHOW_STEPS):
+                tiles.append((_colour(p["pmaps"][t][i], pal), f"p-map Y{t}"))
+                tiles.append((_context_colour(p["contexts"][t][i], pal), f"context K{t}"))
+            for c, (img, title) in enumerate(tiles):
+                ax = fig.add_subplot(grid[r, c])
+                ax.imshow(img, interpolation="nearest")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if r == 0 or c == 0:
+                    ax.set_title(title if c else f"{p['task'].dataset} val #{i}", fontsize=7)
+            r += 1
+    sub = grid[n_img, :].subgridspec(1, len(panels))
+    for j, p in enumerate(panels):
+        ax = fig.add_subplot(sub[0, j])
+        steps = np.arange(CURVE_STEPS + 1)
+        for name, curve, style in (("CiSS-Net", p["ours"], "o-"), ("w/o RL (p-map)", p["pmap"],
+                                                                     "s--")):
+            if len(curve):
+                ax.errorbar(steps, curve.mean(0), yerr=curve.std(0), fmt=style, ms=3,
+                            capsize=2, label=f"{name} (n={len(curve)})")
+        ax.set_xlabel("iteration step t (step 0 = Baseline)")
+        ax.set_ylabel(f"{p['task'].main_metric} (%)")
+        ax.set_title(f"{p['task'].dataset}: val {p['task'].main_metric} vs step", fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    kind = "SYNTHETIC" if params.synthetic else "real"
+    fig.suptitle(f"CiSS-Net p-maps and learned context maps at steps 0-{SHOW_STEPS - 1} "
+                 f"(white = uncertain), {kind} data, profile {params.profile}, "
+                 f"seed {panels[0]['seed']}", fontsize=9)
+    out = Path(results) / "plots" / PLOT
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    rio.write_bytes(out, buf.getvalue())
+    return [(out, "CiSS-Net p-maps and context maps at steps 0, 1, 2 (Figs. 1/5) and the "
+                  "main metric against the iteration step")]
