@@ -29,6 +29,22 @@ _CISS_CODE = ("methods/cissnet_data.py", "methods/cissnet_rl.py", "methods/cissn
 """What the CiSS-Net rows (issue 6) depend on beyond their module."""
 
 
+_POSE_CODE = ("methods/eurl_pose_data.py", "methods/deepmask.py", "rlcv/models/hourglass.py",
+              "rlcv/models/pose_nms.py", "rlcv/models/detector.py", "rlcv/models/crops.py",
+              "rlcv/models/segnet.py")
+"""What the EU-RL MPII pose rows (issue 9) depend on beyond their module."""
+_POSE_AGENT_CODE = (*_POSE_CODE, "rlcv/rl/__init__.py", "rlcv/rl/boxenv.py",
+                    "rlcv/rl/actor_critic.py", "rlcv/models/agent_nets.py")
+
+
+def _pose_agent(name: str, tables: dict, train="methods.eurl_pose_agent:train_agent") -> Row:
+    """An EU-RL pose agent row (issue 9); the variants differ only in params.yaml."""
+    return Row(name=name, tables=tables, data="mpii/multi",
+               config="methods.eurl_pose_agent:PoseAgentConfig", train=train,
+               evaluate="methods.eurl_pose_agent:evaluate_agent",
+               requires=("eurl-pose-rmpe",), code=_POSE_AGENT_CODE)
+
+
 METHODS: dict[str, Row] = {
     "gt-bbox-deepmask": Row(
         name="gt-bbox-deepmask",
@@ -271,6 +287,22 @@ METHODS: dict[str, Row] = {
         data="cityscapes/fine", config="methods.cissnet:AblationConfig",
         train="methods.cissnet:train_ablations", evaluate="methods.cissnet:evaluate_ablations",
         requires=("ciss-baseline-cityscapes",), code=_CISS_CODE),
+    # EU-RL on MPII pose (issue 9): pose nets, the RMPE pipeline, the agent and ablations
+    "eurl-pose-boxes": Row(
+        name="eurl-pose-boxes", tables={"eu-rl-fig4": "Loose bbox model"}, data="mpii/multi",
+        config="methods.eurl_pose:PoseNetConfig", train="methods.eurl_pose:train_posenets",
+        evaluate="methods.eurl_pose:evaluate_posenets", code=_POSE_CODE),
+    "eurl-pose-rmpe": Row(
+        name="eurl-pose-rmpe", tables={"eu-rl-table2": "Fang et al. [11]"}, data="mpii/multi",
+        config="methods.eurl_pose:RMPEConfig", train="methods.eurl_pose:train_rmpe",
+        evaluate="methods.eurl_pose:evaluate_rmpe", requires=("eurl-pose-boxes",), code=_POSE_CODE),
+    "eurl-pose": _pose_agent("eurl-pose", {"eu-rl-table2": "ours", "eu-rl-table3": "Ours, full",
+                                           "eu-rl-fig4": "Upgrade at last step"}),
+    "eurl-pose-ablations": _pose_agent("eurl-pose-ablations",
+                                       {"eu-rl-table3": "(a) w/o feedback"},
+                                       "methods.eurl_pose_agent:train_ablations"),
+    "eurl-pose-every-step": _pose_agent("eurl-pose-every-step",
+                                        {"eu-rl-fig4": "Upgrade at every step"}),
 }
 
 

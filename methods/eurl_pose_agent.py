@@ -1,0 +1,349 @@
+"""EU-RL on MPII pose, the agent rows (Xie et al. 2018, Sections 3, 4.2.3 and 5).
+
+An actor-critic agent sits between RMPE's person detector and the pose network: starting
+from each detected box it moves / rescales the box (the 9 actions) until it terminates,
+and the pose network's prediction on the last box is the pose (Algorithm 2). The state is
+the crop and the pose network's 16 heatmaps; the loss L of Eq. 1 is the heatmap MSE
+against the ground-truth Gaussians; rewards ±0.1 at intermediate steps and ±1 on
+terminate against the threshold ε (`epsilon`, see params.yaml). Training is Algorithm 1
+(`rlcv.rl.actor_critic.train_episodes`): TD actor-critic, then the environment upgrade,
+one supervised step of the pose network on the episodes' last inputs.
+
+Rows: all insert the agent into RMPE's pipeline ("we maintain the same object detection,
+pose estimation, and pose level NMS algorithms. Additionally, we insert an agent among the
+object detection and pose estimation algorithms"): the detector and the pose network
+(loose-pretrained, tight-finetuned) of the `eurl-pose-rmpe` checkpoint are where they start.
+
+- `eurl-pose` (**ours** / **Ours, full** / **Upgrade at last step**): the full framework;
+- `eurl-pose-ablations`, Table 3's ablations, each the full settings with one switch
+  flipped, one engine phase each (`ABLATIONS`): **(a) w/o feedback**, the agent sees only
+  the crop; **(b) w/o upgrading recognition**, the pose network stays as RMPE's; **(c)
+  back-propagate policy gradient**, the policy loss also trains the pose network through
+  the heatmaps it feeds the agent (the only variant whose pose network receives policy
+  gradients);
+- `eurl-pose-every-step` (**Upgrade at every step**, Fig. 4c, d): the upgrade trains on
+  inputs drawn uniformly from every step of the episodes instead of the last one
+  (`upgrade: every`), with the same number and size of upgrade steps.
+
+Scores: multi-person AP of detector -> agent -> pose NMS on the val images (Tables 2, 3)
+and PCKh of the val people, each from the detection overlapping it most (Fig. 4c, d).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from methods.deepmask import jitter_boxes
+from methods.eurl_pose_data import (
+    as_float,
+    detections,
+    load_detector,
+    load_pose_net,
+    match_people,
+    multi_person_ap,
+    pckh_total,
+    people,
+    person_boxes,
+    pose_targets,
+    predict_from_heatmaps,
+    upsample_heatmaps,
+)
+from rlcv import engine
+from rlcv.models.agent_nets import PolicyValueNet
+from rlcv.models.crops import crop
+from rlcv.models.hourglass import heatmap_mse, last
+from rlcv.models.pose_nms import PoseNMS
+from rlcv.rl import actor_critic
+from rlcv.rl.actor_critic import TDActorCritic, greedy, train_episodes
+from rlcv.rl.boxenv import BoxEnv, EURLReward, Recognizer
+
+UPGRADES = ("last", "every", "none")
+
+
+@dataclass
+class PoseAgentConfig:
+    """Settings of the EU-RL pose rows (agent, environment and upgrade)."""
+
+    feedback: bool = True
+    """The agent sees the pose heatmaps besides the crop; false: ablation (a)."""
+    upgrade: str = "last"
+    """Upgrade the pose network on the episodes' "last" inputs, on "every" step's, or "none" (b)."""
+    backprop_policy: bool = False
+    """Back-propagate the policy gradient into the pose network: ablation (c)."""
+    episodes: int = 40
+    """Batches of training episodes (one engine step each)."""
+    batch_size: int = 32
+    """Episodes (people) run side by side in one batch."""
+    t_max: int = 5
+    """Step limit of an episode."""
+    lr: float = 1e-3
+    """Agent learning rate α (Adam)."""
+    recog_lr: float = 2.5e-4
+    """Pose-network learning rate β of the upgrade (Adam; the paper's 2.5e-4)."""
+    gamma: float = 0.9
+    """Discount factor γ."""
+    entropy: float = 0.01
+    """Weight of the policy-entropy bonus."""
+    epsilon: float = 1e-3
+    """Terminal threshold ε of Eq. 1 on the heatmap MSE (the paper's 1e-3 at 64x64 maps)."""
+    start_jitter: float = 0.1
+    """Relative jitter of training start boxes (detections on training images are tighter
+    than on held-out ones)."""
+    width: int = 16
+    """Channels of the policy/value trunk's first convolution."""
+    hidden: int = 128
+    """Width of the shared fully connected layer."""
+    backbone: str = "small"
+    """Policy/value trunk: "small" (three convolutions) or "resnet18" (the paper's)."""
+    eval_every: int = 10
+    """Engine steps between greedy evaluations (train / val PCKh, Fig. 4c, d)."""
+    plateau_patience: int = 0
+    """Evaluations without val improvement before the agent lr is divided by 5 (0: never)."""
+
+
+class HeatmapLoss:
+    """L of Eq. 1: the last stack's heatmap MSE against the person's Gaussian targets
+    (joints cut off by the crop count with their whole mass), per episode; `targets`
+    holds `joints` (B, 16, 2) image pixels and `vis` (B, 16)."""
+
+    uses_output = True
+
+    def __init__(self, arch: dict):
+        self.arch = arch
+
+    def __call__(self, outputs, boxes: torch.Tensor, targets: dict) -> torch.Tensor:
+        tg, w, out = pose_targets(self.arch, targets["joints"], targets["vis"], boxes)
+        return heatmap_mse(last(outputs), tg, w, out, stacks=1)
+
+
+def pose_recognizer(net, arch: dict) -> Recognizer:
+    """The pose network as the environment's recognition network: the agent sees its
+    last-stack heatmaps at crop size; the upgrade supervises every stack."""
+
+    def train_loss(outputs, boxes, targets):
+        tg, w, out = pose_targets(arch, targets["joints"], targets["vis"], boxes)
+        return heatmap_mse(outputs, tg, w, out).mean()
+
+    size = arch["crop_size"]
+    return Recognizer(net, size, lambda out: upsample_heatmaps(last(out), size), train_loss,
+                      channels=16)
+
+
+class SequenceEnv(BoxEnv):
+    """The pose pipeline's `BoxEnv`: it remembers every box the pose network was shown
+    during the episodes (`visited`: (episode index, box) pairs) for the every-step upgrade
+    of Fig. 4c, d, and normalises the agent's input: each crop channel standardised per
+    image, heatmaps scaled by `heat_gain`. (The small policy trunk has no normalisation
+    layer and, fed raw crops and faint heatmaps, sees nearly the same input in every state.)
+    """
+
+    heat_gain = 4.0
+
+    def compose(self, crops: torch.Tensor, outputs: torch.Tensor | None) -> torch.Tensor:
+        x = crops - crops.mean((2, 3), keepdim=True)
+        x = x / crops.std((2, 3), keepdim=True).clamp(min=0.02)
+        if not self.feedback:
+            return x
+        return torch.cat([x, self.heat_gain * self.recognizer.observe(outputs)], 1)
+
+    def reset(self, images, boxes, targets, record=False):
+        obs = super().reset(images, boxes, targets, record)
+        self.visited = [(torch.arange(self.boxes.shape[0]), self.boxes.clone())]
+        return obs
+
+    def step(self, actions):
+        res = super().step(actions)
+        moved = (res.stepped & ~res.terminated).nonzero()[:, 0]
+        self.visited.append((moved, self.boxes[moved].clone()))
+        return res
+
+
+def make_env(net, arch: dict, cfg: dict) -> SequenceEnv:
+    """The box environment of the pose pipeline with Eq. 1 rewards (α = 0.1, ε)."""
+    return SequenceEnv(pose_recognizer(net, arch), HeatmapLoss(arch),
+                       EURLReward(alpha=0.1, epsilon=cfg["epsilon"]), t_max=cfg["t_max"],
+                       feedback=cfg["feedback"])
+
+
+def upgrade_every_step(env: SequenceEnv, opt, images: torch.Tensor, targets: dict, n: int,
+                       g: torch.Generator) -> float:
+    """The every-step upgrade: one supervised step on `n` inputs drawn uniformly from all
+    the episodes' steps (the recognition loss averaged over the whole sequence)."""
+    ep = torch.cat([e for e, _ in env.visited])
+    boxes = torch.cat([b for _, b in env.visited])
+    pick = torch.randint(ep.shape[0], (n,), generator=g)
+    ep, boxes = ep[pick], boxes[pick]
+    crops = crop(images, boxes, env.crop_size, ep)
+    return actor_critic.upgrade_environment(env.recognizer, opt, crops, boxes,
+                                            {k: v[ep] for k, v in targets.items()})
+
+
+def agent_step(env: SequenceEnv, agent: TDActorCritic, recog_opt, cfg: dict,
+               images: torch.Tensor, boxes: torch.Tensor, targets: dict,
+               g: torch.Generator) -> dict:
+    """One batch of Algorithm 1 episodes with the row's upgrade / back-propagation."""
+    last_step = cfg["upgrade"] == "last"
+    use_opt = recog_opt if (last_step or cfg["backprop_policy"]) else None
+    stats = train_episodes(env, agent, images, boxes, targets, g, recognizer_opt=use_opt,
+                           upgrade=last_step, backprop_policy=cfg["backprop_policy"])
+    if cfg["upgrade"] == "every":
+        stats["upgrade_loss"] = upgrade_every_step(env, recog_opt, images, targets,
+                                                   boxes.shape[0], g)
+    return stats
+
+
+def _starts(dets: dict, p: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each person's start box: the detection overlapping it most; (boxes, matched)."""
+    who = match_people(dets, p)
+    tight = person_boxes("tight", p)
+    boxes = torch.where((who >= 0)[:, None], dets["boxes"][who.clamp(min=0)], tight)
+    return boxes, who >= 0
+
+
+def _person_pckh(env, net, images, p: dict, starts: torch.Tensor, ok: torch.Tensor,
+                 arch: dict) -> float:
+    """PCKh of people `p` posed after greedy refinement from `starts`; people without a
+    detection (`ok` false) count as missed."""
+    targets = {"joints": p["joints"], "vis": p["vis"]}
+    res = greedy(env, net, images[p["image"]], starts, targets)
+    joints, _ = predict_from_heatmaps(last(res["outputs"]), res["boxes"], arch)
+    joints = torch.where(ok[:, None, None], joints, torch.nan)
+    return pckh_total(joints, p)
+
+
+ABLATIONS = {"(a) w/o feedback": {"feedback": False},
+             "(b) w/o upgrading recognition": {"upgrade": "none"},
+             "(c) back-propagate policy gradient": {"backprop_policy": True}}
+"""Table 3's ablations: the full settings with one switch flipped each."""
+
+
+def ablation_settings(cfg: PoseAgentConfig | dict) -> dict[str, dict]:
+    """Settings of each Table 3 ablation, from the full model's `cfg`."""
+    base = dict(vars(cfg)) if hasattr(cfg, "__dataclass_fields__") else dict(cfg)
+    return {label: {**base, **flip} for label, flip in ABLATIONS.items()}
+
+
+def _pipeline(run, data) -> dict:
+    """What every agent variant shares: RMPE's checkpoint, the people and their start
+    boxes (the detection overlapping each person most) on train and val."""
+    rmpe = engine.load_checkpoint(run.inputs["eurl-pose-rmpe"])
+    rc = rmpe["config"]
+    train, val = data.load("train"), data.load("val")
+    images, val_images = as_float(train["image"]), as_float(val["image"])
+    detector = load_detector(rmpe, images.shape[-1])
+    tp, vp = people(train), people(val)
+    starts, _ = _starts(detections(detector, images, rc["det_score"], rc["max_dets"]), tp)
+    val_starts, val_ok = _starts(detections(detector, val_images, rc["det_score"],
+                                            rc["max_dets"]), vp)
+    return {"rmpe": rmpe, "images": images, "val_images": val_images, "tp": tp, "vp": vp,
+            "starts": starts, "val_starts": val_starts, "val_ok": val_ok}
+
+
+def _fit_variant(c: dict, run, sh: dict, phase: str) -> dict:
+    """Algorithm 1 with settings `c` as engine phase `phase`; returns the trained policy
+    and pose network. Every variant (and row) of a seed draws the same episodes and the
+    same initial policy, so they differ only by their settings."""
+    if c["upgrade"] not in UPGRADES:
+        raise ValueError(f"upgrade must be one of {UPGRADES}, got {c['upgrade']!r}")
+    arch = sh["rmpe"]["pose_arch"]
+    images, tp, starts = sh["images"], sh["tp"], sh["starts"]
+    net = load_pose_net(sh["rmpe"]["pose"], arch)
+    env = make_env(net, arch, c)
+    with torch.random.fork_rng():
+        torch.manual_seed(run.seed)
+        policy = PolicyValueNet(env.obs_channels, env.n_actions, c["width"], c["hidden"],
+                                c["backbone"])
+    agent = TDActorCritic(policy, c["lr"], c["gamma"], c["entropy"])
+    recog_opt = torch.optim.Adam(net.parameters(), lr=c["recog_lr"])
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        agent.opt, mode="max", factor=0.2, patience=max(c["plateau_patience"], 1))
+    probe = torch.arange(min(64, tp["image"].shape[0]))
+    tprobe = {k: v[probe] for k, v in tp.items()}
+    n = tp["image"].shape[0]
+
+    def step_fn(step: int) -> dict:
+        policy.train()
+        g = engine.generator(run.seed, "agent", step)
+        idx = torch.randint(n, (c["batch_size"],), generator=g)
+        boxes = jitter_boxes(starts[idx], c["start_jitter"], g)
+        targets = {"joints": tp["joints"][idx], "vis": tp["vis"][idx]}
+        return agent_step(env, agent, recog_opt, c, images[tp["image"][idx]], boxes,
+                          targets, g)
+
+    def eval_fn() -> dict:
+        out = {"train_pckh": _person_pckh(env, policy, images, tprobe, starts[probe],
+                                          torch.ones(len(probe), dtype=torch.bool), arch),
+               "val_pckh": _person_pckh(env, policy, sh["val_images"], sh["vp"],
+                                        sh["val_starts"], sh["val_ok"], arch)}
+        if c["plateau_patience"]:
+            sched.step(out["val_pckh"])
+        return out
+
+    objects = {"agent": policy, "opt": agent.opt, "pose": net, "pose_opt": recog_opt,
+               "sched": sched}
+    engine.fit(run, phase, objects, c["episodes"], step_fn, eval_fn, c["eval_every"])
+    return {"config": c, "policy": policy.state_dict(), "obs_channels": env.obs_channels,
+            "pose": net.state_dict()}
+
+
+def _shared_state(sh: dict) -> dict:
+    rmpe = sh["rmpe"]
+    return {"pose_arch": rmpe["pose_arch"], "detector": rmpe["detector"],
+            "detector_arch": rmpe["detector_arch"], "rmpe_config": rmpe["config"]}
+
+
+def train_agent(cfg: PoseAgentConfig, data, run) -> str:
+    """Algorithm 1 on the MPII pipeline: agent + pose-network upgrade (one variant)."""
+    sh = _pipeline(run, data)
+    variant = _fit_variant(dict(vars(cfg)), run, sh, "agent")
+    return engine.save_checkpoint(run, cfg, variants={"": variant}, **_shared_state(sh))
+
+
+def train_ablations(cfg: PoseAgentConfig, data, run) -> str:
+    """Table 3's ablations (a), (b), (c), one engine phase each, from the full settings."""
+    sh = _pipeline(run, data)
+    variants = {label: _fit_variant(c, run, sh, f"agent_{label[1]}")
+                for label, c in ablation_settings(cfg).items()}
+    return engine.save_checkpoint(run, cfg, variants=variants, **_shared_state(sh))
+
+
+def evaluate_agent(ckpt: str, data) -> dict:
+    """Algorithm 2 on val: multi-person AP of detector -> agent -> pose NMS (Tables 2, 3)
+    and PCKh of the val people from their best detection (Fig. 4c, d); for the
+    ablations row, the first variant's metrics plain and the others' as "metric@label"."""
+    state = engine.load_checkpoint(ckpt)
+    val = data.load("val")
+    out = {}
+    for k, (label, variant) in enumerate(state["variants"].items()):
+        res = _evaluate_variant(state, variant, val, with_pckh=not label)
+        out.update({(f"{m}@{label}" if k else m): v for m, v in res.items()})
+    return out
+
+
+def _evaluate_variant(state: dict, variant: dict, val: dict, with_pckh: bool) -> dict:
+    cfg, rc, arch = variant["config"], state["rmpe_config"], state["pose_arch"]
+    images = as_float(val["image"])
+    dets = detections(load_detector(state, images.shape[-1]), images, rc["det_score"],
+                      rc["max_dets"])
+    net = load_pose_net(variant["pose"], arch)
+    policy = PolicyValueNet(variant["obs_channels"], 9, cfg["width"], cfg["hidden"],
+                            cfg["backbone"])
+    policy.load_state_dict(variant["policy"])
+    env = make_env(net, arch, cfg)
+    # no ground truth at test time: the loss (hence the rewards) is computed against
+    # empty targets and ignored; the greedy policy only reads the observations
+    d = dets["boxes"].shape[0]
+    blank = {"joints": torch.zeros(d, 16, 2), "vis": torch.zeros(d, 16, dtype=torch.bool)}
+    if d:
+        res = greedy(env, policy, images[dets["image"]], dets["boxes"], blank)
+        joints, peaks = predict_from_heatmaps(last(res["outputs"]), res["boxes"], arch)
+    else:
+        joints, peaks = torch.zeros(0, 16, 2), torch.zeros(0, 16)
+    out = multi_person_ap(val, dets, joints, peaks, PoseNMS(eta=rc["nms_eta"]))
+    if with_pckh:
+        vp = people(val)
+        starts, ok = _starts(dets, vp)
+        out["pckh_total"] = _person_pckh(env, policy, images, vp, starts, ok, arch)
+    return out

@@ -1,0 +1,94 @@
+"""EU-RL MPII pose rows end to end on the ci profile, through the `rlcv` entry point:
+every row trains and evaluates, returns its tables' metric ids as fractions, and Fig. 4
+is drawn from the histories."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from conftest import copy_repo, set_params
+
+ROWS = ("eurl-pose-boxes", "eurl-pose-rmpe", "eurl-pose", "eurl-pose-ablations",
+        "eurl-pose-every-step")
+AP = {"head", "shoulder", "elbow", "wrist", "hip", "knee", "ankle", "total"}
+
+
+@pytest.fixture(scope="module")
+def ci_runs(tmp_path_factory) -> Path:
+    """A ci copy of the repo with synthetic MPII staged and every pose row run (seed 0)."""
+    from rlcv.cli import main
+
+    root = copy_repo(tmp_path_factory.mktemp("ci-pose"))
+    set_params(root, profile="ci", seeds=[0])
+    old = os.getcwd()
+    os.chdir(root)
+    try:
+        assert main(["synth", "mpii"]) == 0
+        assert main(["stage", "mpii"]) == 0
+        for row in ROWS:
+            assert main(["train", row, "--seed", "0"]) == 0, row
+            assert main(["evaluate", row, "--seed", "0"]) == 0, row
+    finally:
+        os.chdir(old)
+    return root
+
+
+def _metrics(root: Path, row: str) -> dict:
+    path = root / "results" / "runs" / f"{row}-0" / "metrics.json"
+    return json.loads(path.read_text())["metrics"]
+
+
+def test_every_row_reports_its_tables_metric_ids(ci_runs):
+    import methods
+    from rlcv.report.data import load_tables
+
+    specs = load_tables()
+    for row in ROWS:
+        got = _metrics(ci_runs, row)
+        wanted = {m.id for tid in methods.METHODS[row].tables for m in specs[tid].metrics}
+        assert wanted <= set(got), (row, wanted - set(got))
+        assert all(0.0 <= v <= 1.0 for v in got.values()), (row, got)
+    assert set(_metrics(ci_runs, "eurl-pose-rmpe")) == AP
+    assert set(_metrics(ci_runs, "eurl-pose-boxes")) == {"pckh_total",
+                                                         "pckh_total@Tight bbox model"}
+    ablations = _metrics(ci_runs, "eurl-pose-ablations")
+    for label in ("", "@(b) w/o upgrading recognition", "@(c) back-propagate policy gradient"):
+        assert {m + label for m in AP} <= set(ablations)
+
+
+def test_agent_checkpoint_keeps_the_pipeline_it_evaluates(ci_runs):
+    from rlcv import engine
+
+    state = engine.load_checkpoint(ci_runs / "runs" / "eurl-pose-0" / "checkpoint.pt")
+    assert {"variants", "pose_arch", "detector", "detector_arch", "rmpe_config"} <= set(state)
+    assert {"policy", "pose", "config"} <= set(state["variants"][""])
+    history = (ci_runs / "results" / "runs" / "eurl-pose-0" / "history.csv").read_text()
+    assert "eval_val_pckh" in history and "upgrade_loss" in history
+
+
+def test_fig4_and_tables_from_the_runs(ci_runs):
+    from methods import eurl_pose
+    from rlcv import params as P
+    from rlcv.report import collect
+
+    old = os.getcwd()
+    os.chdir(ci_runs)
+    try:
+        params = P.load()
+        figs = eurl_pose.figures(params, Path("results"))
+        values, _ = collect(params, Path("results"))
+    finally:
+        os.chdir(old)
+    assert [p.name for p, _ in figs] == ["eu-rl-fig4.png"]
+    assert (ci_runs / "results" / "plots" / "eu-rl-fig4.png").stat().st_size > 1000
+    for label in ("(a) w/o feedback", "(b) w/o upgrading recognition",
+                  "(c) back-propagate policy gradient"):
+        assert set(values[("eu-rl-table3", label)]) >= AP
+    ours = values[("eu-rl-table2", "ours")]["total"]
+    assert ours == values[("eu-rl-table3", "Ours, full")]["total"]
+    for label in ("Loose bbox model", "Tight bbox model", "Upgrade at last step",
+                  "Upgrade at every step"):
+        assert len(values[("eu-rl-fig4", label)]["pckh_total"]) == 1
