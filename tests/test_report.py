@@ -111,3 +111,18 @@ def test_largest_gain_leaves_out_a_metric_undefined_for_every_row():
     # a metric only one row lacks is missing, not undefined
     v = {**VALUES, ("A", "u"): 1.0}
     assert evaluate_claim(check, lambda r, m: v.get((r, m)), hib)[0] == "not run yet"
+
+
+def test_better_claims_say_when_the_gap_is_inside_the_seed_spread():
+    spec = _spec()
+    close = {("x-table1", "A"): {"m": [0.50, 0.60, 0.70]},
+             ("x-table1", "B"): {"m": [0.55, 0.50, 0.60]}}
+    apart = {("x-table1", "A"): {"m": [0.80, 0.81, 0.82]},
+             ("x-table1", "B"): {"m": [0.50, 0.51, 0.52]}}
+    (_, status, detail), = claim_results(spec, build_cells(spec, close))
+    assert status == "holds" and detail.endswith("within the seed spread")
+    md = markdown(spec, build_cells(spec, close), claim_results(spec, build_cells(spec, close)),
+                  {"profile": "ci", "seeds": [0, 1, 2], "data": "synthetic"})
+    assert "✅ holds (within seed spread)" in md
+    (_, status, detail), = claim_results(spec, build_cells(spec, apart))
+    assert status == "holds" and "spread" not in detail

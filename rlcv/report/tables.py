@@ -63,8 +63,28 @@ def claim_results(spec: TableSpec, cells) -> list[tuple[dict, str, str]]:
         for c in items:
             status, detail = evaluate_claim(
                 c["check"], values, lambda mid: spec.metric(mid).higher_is_better)
+            if status in ("holds", "does not hold") and _within_spread(c["check"], cells):
+                detail += f"; {WITHIN_SPREAD}"
             out.append(({**c, "kind": kind}, status, detail))
     return out
+
+
+WITHIN_SPREAD = "within the seed spread"
+"""Added to a `better` claim's detail when a compared gap is smaller than the two rows'
+combined standard deviation over seeds: the verdict could flip with other seeds."""
+
+
+def _within_spread(check: dict, cells) -> bool:
+    if check["type"] != "better":
+        return False
+    m = check["metric"]
+    a = cells[check["a"]][m]
+    for row in check["b"] if isinstance(check["b"], list) else [check["b"]]:
+        b = cells[row][check.get("metric_b", m)]
+        if len(a.ours) > 1 and len(b.ours) > 1 and \
+                abs(a.mean - b.mean) < (a.std ** 2 + b.std ** 2) ** 0.5:
+            return True
+    return False
 
 
 def _fmt(v: float | None) -> str:
@@ -129,6 +149,8 @@ def markdown(spec: TableSpec, cells, claims, provenance: dict) -> str:
             text = c["text"] + (" *(suite question, not a paper claim)*"
                                 if c["kind"] == "question" else "")
             mark = {"holds": "✅ holds", "does not hold": "❌ does not hold"}.get(status, status)
+            if detail.endswith(WITHIN_SPREAD):
+                mark += " (within seed spread)"
             lines.append(f"| {text} | {mark} | {detail} |")
     return "\n".join(lines) + "\n"
 
