@@ -4,12 +4,11 @@ One thread makes each ratio the algorithmic speed-up, stable on a shared machine
 """
 
 import pytest
-import torch
+
+from rlcv.engine import torch_threads
 
 
 @pytest.fixture(autouse=True, scope="session")
 def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(1):
+        yield

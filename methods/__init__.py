@@ -37,6 +37,21 @@ _POSE_AGENT_CODE = (*_POSE_CODE, "rlcv/rl/__init__.py", "rlcv/rl/boxenv.py",
                     "rlcv/rl/actor_critic.py", "rlcv/models/agent_nets.py")
 
 
+def _pgdet(name: str, tables: dict, train: str, *requires: str) -> Row:
+    """A policy-gradient detector row (issue 8): rows differ in `train` and params.yaml."""
+    return Row(name=name, tables=tables, data="coco/detection",
+               config="methods.pgdetector:PGDetectorConfig", train=f"methods.pgdetector:{train}",
+               evaluate="methods.pgdetector:evaluate", requires=requires, code=_PGDET_CODE)
+
+
+def _acis(name: str, tables: dict, data: str, train: str, evaluate: str,
+          *requires: str) -> Row:
+    """An ACIS row (issue 7): rows differ in data, train/evaluate entry and params.yaml."""
+    return Row(name=name, tables=tables, data=data, config="methods.acis:AcisConfig",
+               train=f"methods.acis:{train}", evaluate=f"methods.acis:{evaluate}",
+               requires=requires, code=_ACIS_CODE)
+
+
 def _pose_agent(name: str, tables: dict, train="methods.eurl_pose_agent:train_agent") -> Row:
     """An EU-RL pose agent row (issue 9); the variants differ only in params.yaml."""
     return Row(name=name, tables=tables, data="mpii/multi",
@@ -147,101 +162,52 @@ METHODS: dict[str, Row] = {
     ),
     # Policy-gradient detector, Tables 1-2 (issue 8); fine-tuned rows start from the base
     # weights in the standard rows' checkpoints, "+ soft NMS" rows only evaluate differently
-    "pgdet-standard": Row(
-        name="pgdet-standard", tables={"pg-detector-table1": "Faster R-CNN standard"},
-        data="coco/detection", config="methods.pgdetector:PGDetectorConfig",
-        train="methods.pgdetector:train_standard", evaluate="methods.pgdetector:evaluate",
-        code=_PGDET_CODE),
-    "pgdet-standard-softnms": Row(
-        name="pgdet-standard-softnms",
-        tables={"pg-detector-table1": "Faster R-CNN standard + soft NMS"},
-        data="coco/detection", config="methods.pgdetector:PGDetectorConfig",
-        train="methods.pgdetector:train_eval_variant", evaluate="methods.pgdetector:evaluate",
-        requires=("pgdet-standard",), code=_PGDET_CODE),
-    "pgdet-ohem": Row(
-        name="pgdet-ohem", tables={"pg-detector-table1": "Faster R-CNN OHEM"},
-        data="coco/detection", config="methods.pgdetector:PGDetectorConfig",
-        train="methods.pgdetector:train_finetune", evaluate="methods.pgdetector:evaluate",
-        requires=("pgdet-standard",), code=_PGDET_CODE),
-    "pgdet-ours-g0": Row(
-        name="pgdet-ours-g0", tables={"pg-detector-table1": "Faster R-CNN ours (γ = 0)"},
-        data="coco/detection", config="methods.pgdetector:PGDetectorConfig",
-        train="methods.pgdetector:train_finetune", evaluate="methods.pgdetector:evaluate",
-        requires=("pgdet-standard",), code=_PGDET_CODE),
-    "pgdet-ours-g1": Row(
-        name="pgdet-ours-g1", tables={"pg-detector-table1": "Faster R-CNN ours (γ = 1)",
-                                      "pg-detector-table2": "Faster R-CNN (ours)"},
-        data="coco/detection", config="methods.pgdetector:PGDetectorConfig",
-        train="methods.pgdetector:train_finetune", evaluate="methods.pgdetector:evaluate",
-        requires=("pgdet-standard",), code=_PGDET_CODE),
-    "pgdet-ours-g1-softnms": Row(
-        name="pgdet-ours-g1-softnms",
-        tables={"pg-detector-table1": "Faster R-CNN ours (γ = 1) + soft NMS"},
-        data="coco/detection", config="methods.pgdetector:PGDetectorConfig",
-        train="methods.pgdetector:train_eval_variant", evaluate="methods.pgdetector:evaluate",
-        requires=("pgdet-ours-g1",), code=_PGDET_CODE),
-    "pgdet-fpn-standard": Row(
-        name="pgdet-fpn-standard",
-        tables={"pg-detector-table1": "Faster R-CNN with FPN standard"},
-        data="coco/detection", config="methods.pgdetector:PGDetectorConfig",
-        train="methods.pgdetector:train_standard", evaluate="methods.pgdetector:evaluate",
-        code=_PGDET_CODE),
-    "pgdet-fpn-ours-g1": Row(
-        name="pgdet-fpn-ours-g1",
-        tables={"pg-detector-table1": "Faster R-CNN with FPN ours (γ = 1)",
-                "pg-detector-table2": "Faster R-CNN with FPN (ours)"},
-        data="coco/detection", config="methods.pgdetector:PGDetectorConfig",
-        train="methods.pgdetector:train_finetune", evaluate="methods.pgdetector:evaluate",
-        requires=("pgdet-fpn-standard",), code=_PGDET_CODE),
+    "pgdet-standard": _pgdet("pgdet-standard", {"pg-detector-table1": "Faster R-CNN standard"},
+        "train_standard"),
+    "pgdet-standard-softnms": _pgdet("pgdet-standard-softnms",
+        {"pg-detector-table1": "Faster R-CNN standard + soft NMS"}, "train_eval_variant",
+        "pgdet-standard"),
+    "pgdet-ohem": _pgdet("pgdet-ohem", {"pg-detector-table1": "Faster R-CNN OHEM"},
+        "train_finetune", "pgdet-standard"),
+    "pgdet-ours-g0": _pgdet("pgdet-ours-g0", {"pg-detector-table1": "Faster R-CNN ours (γ = 0)"},
+        "train_finetune", "pgdet-standard"),
+    "pgdet-ours-g1": _pgdet("pgdet-ours-g1",
+        {"pg-detector-table1": "Faster R-CNN ours (γ = 1)",
+         "pg-detector-table2": "Faster R-CNN (ours)"},
+        "train_finetune", "pgdet-standard"),
+    "pgdet-ours-g1-softnms": _pgdet("pgdet-ours-g1-softnms",
+        {"pg-detector-table1": "Faster R-CNN ours (γ = 1) + soft NMS"}, "train_eval_variant",
+        "pgdet-ours-g1"),
+    "pgdet-fpn-standard": _pgdet("pgdet-fpn-standard",
+        {"pg-detector-table1": "Faster R-CNN with FPN standard"}, "train_standard"),
+    "pgdet-fpn-ours-g1": _pgdet("pgdet-fpn-ours-g1",
+        {"pg-detector-table1": "Faster R-CNN with FPN ours (γ = 1)",
+         "pg-detector-table2": "Faster R-CNN with FPN (ours)"},
+        "train_finetune", "pgdet-fpn-standard"),
     # ACIS, Tables 1-4 and Fig. 3 (issue 7); the pretrain rows hold the shared
     # pre-processing net, cVAE decoder and actor init the other rows start from
-    "acis-pretrain-cvppp": Row(
-        name="acis-pretrain-cvppp", tables={}, data="cvppp/ablation",
-        config="methods.acis:AcisConfig", train="methods.acis:train_pretrain",
-        evaluate="methods.acis:evaluate_pretrain", code=_ACIS_CODE),
-    "acis-bl": Row(
-        name="acis-bl", tables={"acis-table1": "BL", "acis-table2": "BL"},
-        data="cvppp/ablation", config="methods.acis:AcisConfig", train="methods.acis:train_actor",
-        evaluate="methods.acis:evaluate_table12", requires=("acis-pretrain-cvppp",),
-        code=_ACIS_CODE),
-    "acis-bl-trunc": Row(
-        name="acis-bl-trunc",
-        tables={"acis-table1": "BL-Trunc", "acis-table2": "BL-Trunc", "acis-fig3": "BL-Trunc"},
-        data="cvppp/ablation", config="methods.acis:AcisConfig", train="methods.acis:train_actor",
-        evaluate="methods.acis:evaluate_table12_fig3", requires=("acis-pretrain-cvppp",),
-        code=_ACIS_CODE),
-    "acis-ac-dice": Row(
-        name="acis-ac-dice",
-        tables={"acis-table1": "AC-Dice", "acis-table2": "AC-Dice", "acis-fig3": "AC-Dice"},
-        data="cvppp/ablation", config="methods.acis:AcisConfig", train="methods.acis:train_actor",
-        evaluate="methods.acis:evaluate_table12_fig3", requires=("acis-pretrain-cvppp",),
-        code=_ACIS_CODE),
-    "acis-ac-dice-nokl": Row(
-        name="acis-ac-dice-nokl", tables={"acis-table1": "AC-Dice-NoKL"},
-        data="cvppp/ablation", config="methods.acis:AcisConfig", train="methods.acis:train_actor",
-        evaluate="methods.acis:evaluate_table1", requires=("acis-pretrain-cvppp",),
-        code=_ACIS_CODE),
-    "acis-ac-dice-nosp": Row(
-        name="acis-ac-dice-nosp", tables={"acis-table1": "AC-Dice-NoSP"},
-        data="cvppp/ablation", config="methods.acis:AcisConfig", train="methods.acis:train_actor",
-        evaluate="methods.acis:evaluate_table1", requires=("acis-pretrain-cvppp",),
-        code=_ACIS_CODE),
-    "acis-ac-dice-test": Row(
-        name="acis-ac-dice-test", tables={"acis-table3": "Ours (AC-Dice)"},
-        data="cvppp/traintest", config="methods.acis:AcisConfig", train="methods.acis:train_actor",
-        evaluate="methods.acis:evaluate_test", requires=("acis-pretrain-cvppp",), code=_ACIS_CODE),
-    "acis-pretrain-kitti": Row(
-        name="acis-pretrain-kitti", tables={}, data="kitti/cars",
-        config="methods.acis:AcisConfig", train="methods.acis:train_pretrain",
-        evaluate="methods.acis:evaluate_pretrain", code=_ACIS_CODE),
-    "acis-kitti-bl-trunc": Row(
-        name="acis-kitti-bl-trunc", tables={"acis-table4": "Ours (BL-Trunc)"},
-        data="kitti/cars", config="methods.acis:AcisConfig", train="methods.acis:train_actor",
-        evaluate="methods.acis:evaluate_kitti", requires=("acis-pretrain-kitti",), code=_ACIS_CODE),
-    "acis-kitti-ac-iou": Row(
-        name="acis-kitti-ac-iou", tables={"acis-table4": "Ours (AC-IoU)"},
-        data="kitti/cars", config="methods.acis:AcisConfig", train="methods.acis:train_actor",
-        evaluate="methods.acis:evaluate_kitti", requires=("acis-pretrain-kitti",), code=_ACIS_CODE),
+    "acis-pretrain-cvppp": _acis("acis-pretrain-cvppp", {}, "cvppp/ablation", "train_pretrain",
+        "evaluate_pretrain"),
+    "acis-bl": _acis("acis-bl", {"acis-table1": "BL", "acis-table2": "BL"}, "cvppp/ablation",
+        "train_actor", "evaluate_table12", "acis-pretrain-cvppp"),
+    "acis-bl-trunc": _acis("acis-bl-trunc",
+        {"acis-table1": "BL-Trunc", "acis-table2": "BL-Trunc", "acis-fig3": "BL-Trunc"},
+        "cvppp/ablation", "train_actor", "evaluate_table12_fig3", "acis-pretrain-cvppp"),
+    "acis-ac-dice": _acis("acis-ac-dice",
+        {"acis-table1": "AC-Dice", "acis-table2": "AC-Dice", "acis-fig3": "AC-Dice"},
+        "cvppp/ablation", "train_actor", "evaluate_table12_fig3", "acis-pretrain-cvppp"),
+    "acis-ac-dice-nokl": _acis("acis-ac-dice-nokl", {"acis-table1": "AC-Dice-NoKL"},
+        "cvppp/ablation", "train_actor", "evaluate_table1", "acis-pretrain-cvppp"),
+    "acis-ac-dice-nosp": _acis("acis-ac-dice-nosp", {"acis-table1": "AC-Dice-NoSP"},
+        "cvppp/ablation", "train_actor", "evaluate_table1", "acis-pretrain-cvppp"),
+    "acis-ac-dice-test": _acis("acis-ac-dice-test", {"acis-table3": "Ours (AC-Dice)"},
+        "cvppp/traintest", "train_actor", "evaluate_test", "acis-pretrain-cvppp"),
+    "acis-pretrain-kitti": _acis("acis-pretrain-kitti", {}, "kitti/cars", "train_pretrain",
+        "evaluate_pretrain"),
+    "acis-kitti-bl-trunc": _acis("acis-kitti-bl-trunc", {"acis-table4": "Ours (BL-Trunc)"},
+        "kitti/cars", "train_actor", "evaluate_kitti", "acis-pretrain-kitti"),
+    "acis-kitti-ac-iou": _acis("acis-kitti-ac-iou", {"acis-table4": "Ours (AC-IoU)"}, "kitti/cars",
+        "train_actor", "evaluate_kitti", "acis-pretrain-kitti"),
     # CiSS-Net (issue 6): per dataset the frozen baseline, CiSS-Net, and its ablations
     "ciss-baseline-ade20k": Row(
         name="ciss-baseline-ade20k",

@@ -9,6 +9,7 @@ terminal and periodic log lines elsewhere.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -52,6 +53,18 @@ def set_threads() -> int:
         raise ParamsError(f"RLCV_THREADS must be a positive integer, got {raw!r}")
     torch.set_num_threads(int(raw))
     return int(raw)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Run the block on `n` torch threads, restoring the count afterwards (the tests' and
+    benchmarks' form of `set_threads`)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def device() -> torch.device:

@@ -94,9 +94,30 @@ def chdir():
 @pytest.fixture(autouse=True, scope="session")
 def _one_torch_thread():
     """The suite's thread policy (rlcv.engine.set_threads) for in-process tests too."""
+    from rlcv.engine import torch_threads
+
+    with torch_threads(1):
+        yield
+
+
+def run_rows(root: Path, rows, seed: int = 0) -> None:
+    """`rlcv train` then `rlcv evaluate` each row in `root` (a ci-profile copy), in-process."""
+    import os
+
+    from rlcv.cli import main
+
+    old = os.getcwd()
+    os.chdir(root)
+    try:
+        for row in rows:
+            assert main(["train", row, "--seed", str(seed)]) == 0, row
+            assert main(["evaluate", row, "--seed", str(seed)]) == 0, row
+    finally:
+        os.chdir(old)
+
+
+def run_checkpoint(root: Path, row: str, seed: int = 0) -> dict:
+    """The final checkpoint of `row` trained by `run_rows` in `root`."""
     import torch
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    return torch.load(root / "runs" / f"{row}-{seed}" / "checkpoint.pt", weights_only=True)

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import copy_repo, set_params
+from conftest import copy_repo, run_rows, set_params
 
 ROWS = ("eurl-pose-boxes", "eurl-pose-rmpe", "eurl-pose", "eurl-pose-ablations",
         "eurl-pose-every-step")
@@ -28,11 +28,9 @@ def ci_runs(tmp_path_factory) -> Path:
     try:
         assert main(["synth", "mpii"]) == 0
         assert main(["stage", "mpii"]) == 0
-        for row in ROWS:
-            assert main(["train", row, "--seed", "0"]) == 0, row
-            assert main(["evaluate", row, "--seed", "0"]) == 0, row
     finally:
         os.chdir(old)
+    run_rows(root, ROWS)
     return root
 
 

@@ -6,13 +6,12 @@ row leaves DeepMask as pretrained while EU-RL upgrades it, and `figures` draws F
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 import torch
+from conftest import run_checkpoint, run_rows
 
 import methods
-from rlcv.cli import main
 from rlcv.report.data import load_tables
 
 pytestmark = pytest.mark.slow   # trains and evaluates nine tiny rows: ~20-40 s
@@ -24,19 +23,8 @@ ROWS = ["gt-bbox-deepmask", "box-regressor", "regress-deepmask", "regress-stn-de
 
 @pytest.fixture(scope="module")
 def trained(ci_coco):
-    old = os.getcwd()
-    os.chdir(ci_coco)
-    try:
-        for row in ROWS:
-            assert main(["train", row, "--seed", "0"]) == 0
-            assert main(["evaluate", row, "--seed", "0"]) == 0
-        yield ci_coco
-    finally:
-        os.chdir(old)
-
-
-def _ckpt(root, row):
-    return torch.load(root / "runs" / f"{row}-0" / "checkpoint.pt", weights_only=True)
+    run_rows(ci_coco, ROWS)
+    return ci_coco
 
 
 def test_metrics_are_exactly_the_tables_ids_as_fractions(trained):
@@ -49,9 +37,9 @@ def test_metrics_are_exactly_the_tables_ids_as_fractions(trained):
 
 
 def test_checkpoints_flow_from_the_pretrained_stages(trained):
-    dm, reg = _ckpt(trained, "gt-bbox-deepmask"), _ckpt(trained, "box-regressor")
+    dm, reg = run_checkpoint(trained, "gt-bbox-deepmask"), run_checkpoint(trained, "box-regressor")
     for row in ("regress-deepmask", "regress-agent-deepmask", "regress-dqn-deepmask"):
-        state = _ckpt(trained, row)
+        state = run_checkpoint(trained, row)
         for k in dm["model"]:
             assert torch.equal(state["deepmask"][k], dm["model"][k])
         for k in reg["model"]:
@@ -59,12 +47,12 @@ def test_checkpoints_flow_from_the_pretrained_stages(trained):
 
 
 def test_only_eu_rl_upgrades_deepmask(trained):
-    dm = _ckpt(trained, "gt-bbox-deepmask")["model"]
-    kept = _ckpt(trained, "regress-agent-deepmask-no-upgrade")["upgraded"]
-    upgraded = _ckpt(trained, "regress-agent-deepmask")["upgraded"]
+    dm = run_checkpoint(trained, "gt-bbox-deepmask")["model"]
+    kept = run_checkpoint(trained, "regress-agent-deepmask-no-upgrade")["upgraded"]
+    upgraded = run_checkpoint(trained, "regress-agent-deepmask")["upgraded"]
     assert all(torch.equal(kept[k], dm[k]) for k in dm)
     assert any(not torch.equal(upgraded[k], dm[k]) for k in dm if dm[k].is_floating_point())
-    stn = _ckpt(trained, "regress-stn-deepmask")   # trained end to end: both stages move
+    stn = run_checkpoint(trained, "regress-stn-deepmask")   # trained end to end: both stages move
     assert any(not torch.equal(stn["deepmask"][k], dm[k]) for k in dm
                if dm[k].is_floating_point())
 

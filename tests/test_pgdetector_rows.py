@@ -9,6 +9,7 @@ import json
 
 import pytest
 import torch
+from conftest import run_checkpoint, run_rows
 
 import methods
 from rlcv.cli import main
@@ -22,21 +23,8 @@ METRIC_IDS = {"ap", "ap50", "ap75", "aps", "apm", "apl"}
 
 @pytest.fixture(scope="module")
 def trained(ci_coco):
-    import os
-
-    old = os.getcwd()
-    os.chdir(ci_coco)
-    try:
-        for row in ROWS:
-            assert main(["train", row, "--seed", "0"]) == 0
-            assert main(["evaluate", row, "--seed", "0"]) == 0
-        yield ci_coco
-    finally:
-        os.chdir(old)
-
-
-def _ckpt(root, row):
-    return torch.load(root / "runs" / f"{row}-0" / "checkpoint.pt", weights_only=True)
+    run_rows(ci_coco, ROWS)
+    return ci_coco
 
 
 def test_metrics_are_table_ids_as_fractions(trained):
@@ -47,8 +35,8 @@ def test_metrics_are_table_ids_as_fractions(trained):
 
 
 def test_checkpoints_flow_from_the_base(trained):
-    std, ours = _ckpt(trained, "pgdet-standard"), _ckpt(trained, "pgdet-ours-g1")
-    soft = _ckpt(trained, "pgdet-ours-g1-softnms")
+    std, ours = run_checkpoint(trained, "pgdet-standard"), run_checkpoint(trained, "pgdet-ours-g1")
+    soft = run_checkpoint(trained, "pgdet-ours-g1-softnms")
     for k in std["base"]:   # every fine-tuned row starts from the standard row's base
         assert torch.equal(ours["base"][k], std["base"][k])
     moved = [k for k in ours["model"] if ours["model"][k].is_floating_point()
@@ -57,7 +45,7 @@ def test_checkpoints_flow_from_the_base(trained):
     for k in ours["model"]:   # the soft-NMS row evaluates the same weights differently
         assert torch.equal(soft["model"][k], ours["model"][k])
     assert soft["config"]["nms"] == "soft" and ours["config"]["nms"] == "greedy"
-    assert _ckpt(trained, "pgdet-fpn-ours-g1")["arch"]["fpn"] is True
+    assert run_checkpoint(trained, "pgdet-fpn-ours-g1")["arch"]["fpn"] is True
     hist = (trained / "runs" / "pgdet-ours-g1-0" / "history.csv").read_text()
     assert "r_nms" in hist.splitlines()[0] and "reward_ms" in hist.splitlines()[0]
 
