@@ -21,6 +21,7 @@ from pathlib import Path
 
 from rlcv import io as rio
 from rlcv import params as P
+from rlcv import workers
 from rlcv.errors import RlcvError
 
 DATA = Path("data")
@@ -100,28 +101,40 @@ def cmd_train(args) -> None:
     row = methods.get(args.row)
     values = params.method(row.name)
     cfg = P.build_config(row.config, values, f"params.yaml methods.{row.name}")
-    inputs = {}
-    for req in row.requires:
-        ckpt = run_dir(req, args.seed) / "checkpoint.pt"
-        if not ckpt.is_file():
-            raise RlcvError(f"{row.name} starts from {req}: {ckpt} is missing "
-                            f"(run: rlcv train {req} --seed {args.seed})")
-        inputs[req] = ckpt
-    out = run_dir(row.name, args.seed)
+    for seed in args.seed:   # checked before any training, so a missing input fails at once
+        for req in row.requires:
+            ckpt = run_dir(req, seed) / "checkpoint.pt"
+            if not ckpt.is_file():
+                raise RlcvError(f"{row.name} starts from {req}: {ckpt} is missing "
+                                f"(run: rlcv train {req} --seed {seed})")
+    engine.set_threads()
+    _staged(row)   # a bad manifest fails here, once, before any worker starts
+    assert callable(row.train)   # import the family here, once, not in every worker
+    workers.for_each_seed(args.seed, lambda seed: _train_seed(params, row, values, cfg, seed,
+                                                              args))
+
+
+def _train_seed(params: P.Params, row, values: dict, cfg, seed: int, args) -> None:
+    """One seed of `rlcv train`: the same result whether it runs alone, after other seeds
+    in the same process or beside them in workers (seed_everything resets every
+    generator the engine uses)."""
+    from rlcv import engine
+
+    inputs = {req: run_dir(req, seed) / "checkpoint.pt" for req in row.requires}
+    out = run_dir(row.name, seed)
     if args.fresh and out.exists():
         shutil.rmtree(out)
-    data = _staged(row)
-    engine.set_threads()
-    engine.seed_everything(args.seed)
-    run = engine.Run(row=row.name, seed=args.seed, dir=out, inputs=inputs,
+    data = _staged(row)   # a fresh handle per seed: no cached split shared between seeds
+    engine.seed_everything(seed)
+    run = engine.Run(row=row.name, seed=seed, dir=out, inputs=inputs,
                      checkpoint_every=args.checkpoint_every,
                      signature=_signature(params, row, values, inputs))
     ckpt = row.train(cfg, data, run)
     history = engine.write_history(run)
-    dest = result_dir(row.name, args.seed) / "history.csv"
+    dest = result_dir(row.name, seed) / "history.csv"
     dest.parent.mkdir(parents=True, exist_ok=True)
     rio.write_bytes(dest, history.read_bytes())
-    print(f"trained {row.name} seed {args.seed}: {ckpt}")
+    print(f"trained {row.name} seed {seed}: {ckpt}")
 
 
 def cmd_evaluate(args) -> None:
@@ -130,23 +143,33 @@ def cmd_evaluate(args) -> None:
 
     params = P.load(args.params)
     row = methods.get(args.row)
-    ckpt = run_dir(row.name, args.seed) / "checkpoint.pt"
-    if not ckpt.is_file():
-        raise RlcvError(f"{ckpt} is missing (run: rlcv train {row.name} --seed {args.seed})")
+    for seed in args.seed:
+        ckpt = run_dir(row.name, seed) / "checkpoint.pt"
+        if not ckpt.is_file():
+            raise RlcvError(f"{ckpt} is missing (run: rlcv train {row.name} --seed {seed})")
     engine.set_threads()
-    engine.seed_everything(args.seed)
+    _staged(row)
+    assert callable(row.evaluate)
+    workers.for_each_seed(args.seed, lambda seed: _evaluate_seed(params, row, seed))
+
+
+def _evaluate_seed(params: P.Params, row, seed: int) -> None:
+    from rlcv import engine
+
     data = _staged(row)
+    engine.seed_everything(seed)
+    ckpt = run_dir(row.name, seed) / "checkpoint.pt"
     values = {k: float(v) for k, v in row.evaluate(str(ckpt), data).items()}
     record = {
-        "row": row.name, "seed": args.seed, "profile": params.profile,
+        "row": row.name, "seed": seed, "profile": params.profile,
         "data": "synthetic" if params.synthetic else "real", "dataset": row.data,
         "tables": dict(row.tables), "metrics": values,
     }
-    out = result_dir(row.name, args.seed) / "metrics.json"
+    out = result_dir(row.name, seed) / "metrics.json"
     rio.write_json(out, record)
     shown = " ".join(f"{k}={v:.4f}" for k, v in values.items())
     print(f"RLCV_METRICS {json.dumps(record, sort_keys=True)}")
-    print(f"evaluated {row.name} seed {args.seed}: {shown} -> {out}")
+    print(f"evaluated {row.name} seed {seed}: {shown} -> {out}")
 
 
 def cmd_report(args) -> None:
@@ -194,16 +217,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="output folder (default: data/staged/DATASET)")
     s.set_defaults(func=cmd_stage)
 
-    s = sub.add_parser("train", help="train one method row for one seed (resumes)")
+    s = sub.add_parser("train", help="train one method row for one or more seeds (resumes)")
     s.add_argument("row")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, nargs="+", default=[0],
+                   help="seeds (default: 0); several run side by side in RLCV_JOBS worker "
+                   "processes (default: one per core)")
     s.add_argument("--checkpoint-every", type=int, default=50, help="steps between checkpoints")
     s.add_argument("--fresh", action="store_true", help="discard earlier checkpoints")
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("evaluate", help="score a trained row with rlcv.metrics")
     s.add_argument("row")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, nargs="+", default=[0], help="seeds (default: 0)")
     s.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("report", help="write results/tables, results/plots, results/README.md")
@@ -220,8 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except RlcvError as exc:
-        print(f"rlcv: error: {exc}", file=sys.stderr)
-        return 2
+        if not getattr(exc, "reported", False):
+            print(f"rlcv: error: {exc}", file=sys.stderr)
+        return getattr(exc, "exit_code", 2)
     except KeyboardInterrupt:
         print("rlcv: interrupted", file=sys.stderr)
         return 130

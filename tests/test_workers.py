@@ -1,0 +1,66 @@
+"""Seeds side by side in worker processes (rlcv.workers): every seed runs once, in its own
+process when RLCV_JOBS > 1, a failure stops the run with the worker's own message."""
+
+import os
+
+import pytest
+
+from rlcv.errors import ParamsError, RlcvError
+from rlcv.workers import WorkerFailed, for_each_seed, jobs
+
+
+def _record(folder):
+    def fn(seed: int) -> None:
+        (folder / f"seed{seed}").write_text(str(os.getpid()))
+    return fn
+
+
+@pytest.mark.parametrize("n_jobs", ["1", "2"])
+def test_every_seed_runs_once_in_workers_when_jobs_allow(tmp_path, monkeypatch, n_jobs):
+    monkeypatch.setenv("RLCV_JOBS", n_jobs)
+    for_each_seed([3, 1, 2], _record(tmp_path))
+    pids = {p.name: int(p.read_text()) for p in tmp_path.iterdir()}
+    assert sorted(pids) == ["seed1", "seed2", "seed3"]
+    if n_jobs == "1":
+        assert set(pids.values()) == {os.getpid()}
+    else:
+        assert os.getpid() not in pids.values() and len(set(pids.values())) == 3
+
+
+def test_a_failing_seed_stops_the_run_with_its_own_message(tmp_path, monkeypatch, capfd):
+    monkeypatch.setenv("RLCV_JOBS", "2")
+
+    def fn(seed: int) -> None:
+        if seed == 1:
+            raise RlcvError("staged data for seed 1 is damaged")
+        (tmp_path / f"seed{seed}").write_text("ok")
+
+    with pytest.raises(WorkerFailed) as info:
+        for_each_seed([0, 1], fn)
+    assert info.value.exit_code == 2 and info.value.reported
+    err = capfd.readouterr().err
+    assert err.count("rlcv: error: staged data for seed 1 is damaged") == 1
+
+
+def test_a_crash_in_a_worker_is_a_failure_not_a_silent_success(monkeypatch):
+    monkeypatch.setenv("RLCV_JOBS", "2")
+
+    def fn(seed: int) -> None:
+        if seed == 0:
+            raise ZeroDivisionError("bug")
+
+    with pytest.raises(WorkerFailed) as info:
+        for_each_seed([0, 1], fn)
+    assert info.value.exit_code == 1
+
+
+def test_jobs_follow_rlcv_jobs_and_the_thread_count(monkeypatch):
+    monkeypatch.setenv("RLCV_JOBS", "8")
+    assert jobs(3) == 3 and jobs(1) == 1
+    monkeypatch.delenv("RLCV_JOBS")
+    monkeypatch.setenv("RLCV_THREADS", "64")   # more threads than cores: one seed at a time
+    assert jobs(3) == 1
+    for bad in ("0", "two"):
+        monkeypatch.setenv("RLCV_JOBS", bad)
+        with pytest.raises(ParamsError, match="RLCV_JOBS"):
+            jobs(3)
