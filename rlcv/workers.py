@@ -2,9 +2,11 @@
 
 Every CPU-profile model is small, and a second torch thread on one process gains little
 (measured 1.0-1.5x) while two single-threaded processes on the two cores of this machine
-give ~2x. So the seeds of a row are spread over `RLCV_JOBS` forked processes (default: the
-usable cores divided by RLCV_THREADS, and 1 when a GPU is present, where the seeds share
-its memory). Each seed is seeded afresh in its own process, so its result does not depend
+give ~1.8x. So the seeds of a row run in `RLCV_JOBS` forked processes at once (default:
+up to twice the usable cores divided by RLCV_THREADS, and 1 when a GPU is present, where
+the seeds would share its memory). Single-threaded workers share a core without the
+spin-waits of a thread pool: three seeds on two cores all at once took 17.8 s where two
+then one took 22.9 s (regress-dqn-deepmask, smoke). Each seed is seeded afresh in its own process, so its result does not depend
 on which seeds ran beside it or in what order.
 
 A worker that fails prints its own one-line error; the parent stops the others and exits
@@ -34,7 +36,7 @@ class WorkerFailed(RlcvError):
 
 
 def jobs(n_seeds: int) -> int:
-    """How many seeds run at once: RLCV_JOBS, else cores // RLCV_THREADS (1 on a GPU)."""
+    """How many seeds run at once: RLCV_JOBS, else 2 x cores // RLCV_THREADS (1 on a GPU)."""
     raw = os.environ.get("RLCV_JOBS")
     if raw is not None:
         if not raw.isdigit() or int(raw) < 1:
@@ -47,7 +49,7 @@ def jobs(n_seeds: int) -> int:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     threads = os.environ.get("RLCV_THREADS", "1")
     per = int(threads) if threads.isdigit() and int(threads) > 0 else 1
-    return max(1, min(n_seeds, (cores or 1) // per))
+    return max(1, min(n_seeds, 2 * (cores or 1) // per))
 
 
 def _worker(fn: Callable[[int], None], seed: int) -> None:

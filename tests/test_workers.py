@@ -58,7 +58,7 @@ def test_jobs_follow_rlcv_jobs_and_the_thread_count(monkeypatch):
     monkeypatch.setenv("RLCV_JOBS", "8")
     assert jobs(3) == 3 and jobs(1) == 1
     monkeypatch.delenv("RLCV_JOBS")
-    monkeypatch.setenv("RLCV_THREADS", "64")   # more threads than cores: one seed at a time
+    monkeypatch.setenv("RLCV_THREADS", "256")   # more threads than cores: one seed at a time
     assert jobs(3) == 1
     for bad in ("0", "two"):
         monkeypatch.setenv("RLCV_JOBS", bad)
