@@ -1,8 +1,9 @@
 """Speed of the ACIS reward (Araslanov et al. 2019, Eqs. 4-5): the state potential of
 every prefix of 20 predicted masks against 20 ground-truth instances at 224x224.
 
-`rlcv.rl.potential.rewards` builds the whole score matrix with one batched matrix
-product and runs one Kuhn-Munkres assignment per prefix. The references, timed in the
+`rlcv.rl.potential.rewards` builds the whole score matrix at once (for these binary
+masks from bit-packed AND + popcount counts; soft masks take one batched matrix product)
+and runs one Kuhn-Munkres assignment per prefix. The references, timed in the
 same run, compute F(S_i, T_j) pair by pair in a Python loop (tensor ops per pair):
 (a) the matrix once, then the same assignments; (b) the straightforward per-step reward,
 which rebuilds the t x N matrix at every step t. Target (issue 7): >= 10x over (a).

@@ -60,6 +60,12 @@ def test_score_matrix_of_binary_masks_matches_the_metrics():
     torch.testing.assert_close(score_matrix(pred, gt, "dice"), ov.dice())
     torch.testing.assert_close(score_matrix(pred, gt, "iou"), ov.iou())
     assert torch.all(score_matrix(pred, gt)[0, :, 3] == 0)
+    # bool masks take the bit-packed path: the same values as the float product, also
+    # when H x W is not a multiple of 64
+    odd_p, odd_g = pred[..., :9, :11], gt[..., :9, :11]
+    for kind in ("dice", "iou"):
+        torch.testing.assert_close(score_matrix(odd_p, odd_g, kind),
+                                   score_matrix(odd_p.float(), odd_g.float(), kind))
     with pytest.raises(ValueError, match="unknown score"):
         score_matrix(pred, gt, "f1")
 

