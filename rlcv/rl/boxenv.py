@@ -221,9 +221,11 @@ class BoxEnv:
         return self.compose(self.crops, self.outputs)
 
     @torch.no_grad()
-    def observe_at(self, images: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-        """The observation of arbitrary (image, box) pairs, e.g. replayed states."""
-        crops = crop(images, boxes, self.crop_size)
+    def observe_at(self, images: torch.Tensor, boxes: torch.Tensor,
+                   index: torch.Tensor | None = None) -> torch.Tensor:
+        """The observation of arbitrary (image, box) pairs, e.g. replayed states: box i
+        on image `index[i]` of `images` (on image i without `index`)."""
+        crops = crop(images, boxes, self.crop_size, index)
         return self.compose(crops, self._recognize(crops) if self.feedback else None)
 
     def history_onehot(self) -> torch.Tensor:

@@ -139,7 +139,7 @@ def train_episodes(env: BoxEnv, agent: DQNAgent, memory: ReplayMemory, images: t
     ret, losses = torch.zeros(n), []
 
     def observe(idx, b):
-        return env.observe_at(images[idx], b)
+        return env.observe_at(images, b, idx)   # no gather of whole images
 
     while env.active.any():
         idx = env.active.nonzero()[:, 0]
