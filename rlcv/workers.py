@@ -6,8 +6,8 @@ give ~1.8x. So the seeds of a row run in `RLCV_JOBS` forked processes at once (d
 up to twice the usable cores divided by RLCV_THREADS, and 1 when a GPU is present, where
 the seeds would share its memory). Single-threaded workers share a core without the
 spin-waits of a thread pool: three seeds on two cores all at once took 17.8 s where two
-then one took 22.9 s (regress-dqn-deepmask, smoke). Each seed is seeded afresh in its own process, so its result does not depend
-on which seeds ran beside it or in what order.
+then one took 22.9 s (regress-dqn-deepmask, smoke). Each seed is seeded afresh in its own
+process, so its result does not depend on which seeds ran beside it or in what order.
 
 A worker that fails prints its own one-line error; the parent stops the others and exits
 with the worker's code, without a second message.

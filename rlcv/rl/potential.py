@@ -9,10 +9,10 @@
   ends before the episode does).
 
 The score matrix of every prediction against every ground truth comes from one batched
-matrix product (bit-packed counts for binary masks); only the assignment itself runs in `scipy.optimize.linear_sum_assignment`,
-once per prefix of predictions. As in the authors' code, the predicted masks S_i are the
-decoder's probabilities (soft Dice / IoU), which makes the reward a smooth function of
-the action for the critic to approximate.
+matrix product (bit-packed counts for binary masks); only the assignment itself runs in
+`scipy.optimize.linear_sum_assignment`, once per prefix of predictions. As in the authors'
+code, the predicted masks S_i are the decoder's probabilities (soft Dice / IoU), which
+makes the reward a smooth function of the action for the critic to approximate.
 """
 
 from __future__ import annotations
