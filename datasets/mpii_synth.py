@@ -4,7 +4,11 @@ Writes `<root>/mpii_human_pose_v1_u12_1.mat` (the RELEASE struct, as MATLAB woul
 annolist / img_train / single_person / act / version) and `<root>/images/<name>.jpg`.
 Each image holds 1 to 4 articulated stick-and-limb figures with the 16 MPII joints in MPII
 order, of varied scale, lean and limb angles, grouped so that they overlap; later (nearer)
-figures occlude earlier ones, and an occluded joint gets `is_visible = 0`. Joints outside
+figures occlude earlier ones, and an occluded joint gets `is_visible = 0`. A figure faces
+the camera or turns its back (which decides whether its right limbs are on the image's
+left or right), and shows it as a photo does: a face and a shirt front with a central
+placket when facing the camera, the back of the head (hair) when not. Without such a cue
+left and right limbs would be indistinguishable, and no pose network could learn them. Joints outside
 the frame are not annotated, as in MPII. A share of images is written as MPII test images
 (only `scale`/`objpos` per person). Everything is deterministic from the seed.
 """
@@ -31,8 +35,9 @@ def _limb(start: np.ndarray, angle: float, length: float) -> np.ndarray:
     return start + length * np.array([np.sin(angle), np.cos(angle)])
 
 
-def pose(rng: np.random.Generator, height: float) -> np.ndarray:
-    """A random upright pose: [16,2] joint positions relative to the pelvis, y down."""
+def pose(rng: np.random.Generator, height: float) -> tuple[np.ndarray, float]:
+    """A random upright pose: [16,2] joint positions relative to the pelvis, y down, and
+    which way it faces (+1 towards the camera, -1 away)."""
     u = height / 8.0
     lean = rng.normal(0.0, 0.15)
     up = np.array([np.sin(lean), -np.cos(lean)])
@@ -52,7 +57,7 @@ def pose(rng: np.random.Generator, height: float) -> np.ndarray:
         a = out * rng.uniform(-0.1, 0.5) + lean + rng.normal(0.0, 0.1)
         j[kn] = _limb(j[hip], a, 2.0 * u)
         j[an] = _limb(j[kn], a + rng.uniform(-0.6, 0.6), 1.9 * u)
-    return j
+    return j, float(face)
 
 
 def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
@@ -62,11 +67,20 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def _draw_person(draws, joints: np.ndarray, u: float, colours) -> None:
-    """Draw one figure on every (draw, colours) pair: limbs, torso, joints, head."""
+HAIR = (45, 30, 22)
+"""Colour of the back of the head of a figure facing away."""
+
+
+def _draw_person(draws, joints: np.ndarray, u: float, face: float, colours) -> None:
+    """Draw one figure on every (draw, colours) pair: limbs, torso, joints, head. Colours
+    are (shirt, pants, skin), or None for a label map where the whole figure is `fill`:
+    then only the silhouette is drawn, without the front/back details."""
     w = max(2, int(round(0.4 * u)))
     pts = [tuple(p) for p in joints]
-    for d, (shirt, pants, skin) in zip(draws, colours, strict=True):
+    front = face > 0
+    for d, cols in zip(draws, colours, strict=True):
+        label = isinstance(cols, int)
+        shirt, pants, skin = (cols,) * 3 if label else cols
         d.polygon([pts[12], pts[13], pts[3], pts[2]], fill=shirt)
         for a, b, c in (
             (2, 1, pants),
@@ -88,7 +102,13 @@ def _draw_person(draws, joints: np.ndarray, u: float, colours) -> None:
             )
         (x0, y0), (x1, y1) = joints[8], joints[9]
         cx, cy, r = (x0 + x1) / 2, (y0 + y1) / 2, 0.55 * np.hypot(x1 - x0, y1 - y0)
-        d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=skin)
+        if front and not label:   # the shirt's placket, in its complementary colour
+            d.line([pts[7], pts[6]], fill=tuple(255 - c for c in shirt), width=max(1, w // 2))
+        d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=skin if front or label else HAIR)
+        if front and not label:   # eyes
+            e = max(1.0, 0.18 * r)
+            for dx in (-0.4 * r, 0.4 * r):
+                d.ellipse([cx + dx - e, cy - 0.1 * r - e, cx + dx + e, cy - 0.1 * r + e], fill=HAIR)
 
 
 def scene(rng: np.random.Generator, h: int, w: int, people: tuple[int, int], train: bool):
@@ -98,25 +118,25 @@ def scene(rng: np.random.Generator, h: int, w: int, people: tuple[int, int], tra
     figs = []
     for _ in range(n):
         height = rng.uniform(0.45, 0.9) * h
-        rel = pose(rng, height)
+        rel, face = pose(rng, height)
         lo, hi = rel.min(0), rel.max(0)
         x = cx + rng.normal(0.0, 0.18 * w)
         y = rng.uniform(-lo[1], max(-lo[1], h - hi[1]))
         if rng.random() < 0.1:
             y += 0.3 * height  # feet out of the frame
-        figs.append((rel + [x, y], height / 8.0))
+        figs.append((rel + [x, y], height / 8.0, face))
     figs.sort(key=lambda f: f[0][:, 1].max())  # nearer (lower feet) drawn later, on top
     image = Image.fromarray(_background(rng, h, w))
     ids = Image.new("L", (w, h), 0)
     draws = [ImageDraw.Draw(image), ImageDraw.Draw(ids)]
-    for k, (joints, u) in enumerate(figs):
+    for k, (joints, u, face) in enumerate(figs):
         shirt, pants = (tuple(int(v) for v in rng.integers(0, 256, 3)) for _ in range(2))
         skin = tuple(int(v) for v in np.array([224, 172, 140]) * rng.uniform(0.45, 1.05))
-        _draw_person(draws, joints, u, [(shirt, pants, skin), (k + 1,) * 3])
+        _draw_person(draws, joints, u, face, [(shirt, pants, skin), k + 1])
     idmap = np.asarray(ids)
     boxes = np.array([[*f[0].min(0), *f[0].max(0)] for f in figs])
     out = []
-    for k, (joints, _) in enumerate(figs):
+    for k, (joints, _, _) in enumerate(figs):
         lo, hi = boxes[k, :2], boxes[k, 2:]
         person = {
             "head": None,
