@@ -183,7 +183,7 @@ def cmd_report(args) -> None:
 
 
 def cmd_pipeline(args) -> None:
-    from rlcv.pipeline import render
+    from rlcv.pipeline import prune_lock, render, stages
 
     params = P.load(args.params)
     text = render(params)
@@ -198,6 +198,12 @@ def cmd_pipeline(args) -> None:
     if current != text:
         rio.write_text(path, text)
         print("wrote dvc.yaml")
+    lock = Path("dvc.lock")
+    if lock.exists():
+        pruned = prune_lock(lock.read_text(), stages(params))
+        if pruned is not None:
+            rio.write_text(lock, pruned)
+            print("dropped dvc.lock entries of stages no longer in dvc.yaml")
 
 
 def build_parser() -> argparse.ArgumentParser:

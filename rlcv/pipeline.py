@@ -139,3 +139,17 @@ def render(params: Params) -> str:
     """The full text of dvc.yaml."""
     body = yaml.safe_dump({"stages": stages(params)}, sort_keys=False, width=100)
     return HEADER + body
+
+
+def prune_lock(lock_text: str, stage_names) -> str | None:
+    """dvc.lock without the entries of stages that are no longer in dvc.yaml, or None
+    when there are none. DVC keeps such entries, and it re-reads and rewrites the whole
+    lock after every stage: with the per-seed stages of an older dvc.yaml left in it the
+    lock had 326 entries for 86 stages (784 KB), ~4 s of YAML work per stage."""
+    lock = yaml.safe_load(lock_text) or {}
+    entries = lock.get("stages") or {}
+    keep = {k: v for k, v in entries.items() if k in set(stage_names)}
+    if len(keep) == len(entries):
+        return None
+    return yaml.safe_dump({**lock, "stages": keep}, sort_keys=False, width=100)
+

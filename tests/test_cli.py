@@ -12,7 +12,7 @@ from conftest import REPO
 import methods
 from rlcv import params as P
 from rlcv.cli import main
-from rlcv.pipeline import render
+from rlcv.pipeline import prune_lock, render, stages
 
 
 @pytest.mark.parametrize("sub", ["synth", "stage", "train", "evaluate", "report", "pipeline"])
@@ -106,3 +106,21 @@ def test_the_registry_imports_no_family_until_a_row_is_used(repo):
             "assert fams() == {'methods.deepmask'}, fams()\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_pipeline_drops_lock_entries_of_removed_stages():
+    lock = {"schema": "2.0", "stages": {"train-a": {"cmd": "rlcv train a --seed 0 1 2"},
+                                        "train-a@0": {"cmd": "rlcv train a --seed 0"},
+                                        "report": {"cmd": "rlcv report"}}}
+    text = yaml.safe_dump(lock, sort_keys=False)
+    pruned = yaml.safe_load(prune_lock(text, ["train-a", "report"]))
+    assert pruned == {"schema": "2.0", "stages": {k: lock["stages"][k]
+                                                  for k in ("train-a", "report")}}
+    assert prune_lock(text, ["train-a", "train-a@0", "report"]) is None
+
+
+def test_committed_dvc_lock_has_only_current_stages(repo, chdir):
+    with chdir(repo):
+        current = set(stages(P.load()))
+    locked = set(yaml.safe_load((repo / "dvc.lock").read_text())["stages"])
+    assert locked <= current, sorted(locked - current)
