@@ -8,9 +8,9 @@ figures occlude earlier ones, and an occluded joint gets `is_visible = 0`. A fig
 the camera or turns its back (which decides whether its right limbs are on the image's
 left or right), and shows it as a photo does: a face and a shirt front with a central
 placket when facing the camera, the back of the head (hair) when not. Without such a cue
-left and right limbs would be indistinguishable, and no pose network could learn them. Joints outside
-the frame are not annotated, as in MPII. A share of images is written as MPII test images
-(only `scale`/`objpos` per person). Everything is deterministic from the seed.
+left and right limbs would be indistinguishable, and no pose network could learn them.
+Joints outside the frame are not annotated, as in MPII. A share of images is written as MPII
+test images (only `scale`/`objpos` per person). Everything is deterministic from the seed.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ file before `dvc repro`, and a test checks the committed dvc.yaml is current.
 
     synth-<dataset>                 write the synthetic official layout (smoke/ci only)
     stage-<dataset>                 read the official layout, write shards + manifest
-    train-<row>                     train one row, every seed in turn in one process
+    train-<row>                     train one row, every seed, in one process
     evaluate-<row>                  score each seed with rlcv.metrics -> metrics.json
     report                          tables, plots, results/README.md
 
@@ -15,6 +15,7 @@ CPU profiles (`import torch` alone is ~2 s), and with ~40 rows x 3 seeds x 2 sta
 start-up was ~14 of the smoke pipeline's ~50 minutes. Each seed still has its own
 `runs/<row>-<seed>/` and metrics.json, seeded afresh (`rlcv train --seed 0 1 2` gives each
 seed what `--seed k` alone gives; a test checks it), and resumes from its checkpoints.
+The seeds run side by side in forked single-threaded workers (`rlcv.workers`).
 The seeds are written out from params.yaml, which `make repro` regenerates this file from.
 """
 
