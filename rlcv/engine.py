@@ -33,8 +33,23 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    deterministic_kernels()
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def deterministic_kernels() -> None:
+    """Make torch's eager kernels deterministic (warn where one has no such version).
+
+    `torch.use_deterministic_algorithms` also imports `torch._inductor.config`, only to
+    flag code compiled by `torch.compile`, which rlcv does not use: that import costs
+    ~1.7 s, paid by every `rlcv` process and every forked seed worker (~80 stages in the
+    smoke pipeline). The eager flag alone is set here; if inductor is loaded already (some
+    other code compiles), the public call is used so compiled code is flagged too.
+    """
+    if "torch._inductor.config" in sys.modules:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    else:
+        torch._C._set_deterministic_algorithms(True, warn_only=True)
 
 
 def set_threads() -> int:

@@ -86,3 +86,29 @@ def test_set_threads_reads_rlcv_threads(monkeypatch):
                 engine.set_threads()
     finally:
         torch.set_num_threads(before)
+
+
+def test_seeding_makes_kernels_deterministic_without_loading_inductor():
+    """seed_everything sets torch's deterministic flag (warn-only) in a fresh process and
+    leaves torch._inductor unimported (its import is ~1.7 s per process); where inductor
+    is loaded already, compiled code is flagged too."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch\n"
+        "from rlcv import engine\n"
+        "before = torch.are_deterministic_algorithms_enabled()\n"
+        "engine.seed_everything(3)\n"
+        "print(before, torch.are_deterministic_algorithms_enabled(),\n"
+        "      torch.is_deterministic_algorithms_warn_only_enabled(),\n"
+        "      'torch._inductor.config' in sys.modules)\n"
+        "import torch._inductor.config as c\n"
+        "torch.use_deterministic_algorithms(False)\n"
+        "engine.seed_everything(3)\n"
+        "print(torch.are_deterministic_algorithms_enabled(), c.deterministic)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split("\n")
+    assert out[0].split() == ["False", "True", "True", "False"]
+    assert out[1].split() == ["True", "True"]
