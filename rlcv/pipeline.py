@@ -10,8 +10,8 @@ file before `dvc repro`, and a test checks the committed dvc.yaml is current.
     evaluate-<row>                  score each seed with rlcv.metrics -> metrics.json
     report                          tables, plots, results/README.md
 
-One process per row, not per (row, seed): starting an `rlcv` process costs ~3 s on the
-CPU profiles (`import torch` alone is ~2 s), and with ~40 rows x 3 seeds x 2 stages that
+One process per row, not per (row, seed): starting an `rlcv` process costs 1.7-3 s on
+the CPU profiles (`import torch` is most of it), and with ~40 rows x 3 seeds x 2 stages that
 start-up was ~14 of the smoke pipeline's ~50 minutes. Each seed still has its own
 `runs/<row>-<seed>/` and metrics.json, seeded afresh (`rlcv train --seed 0 1 2` gives each
 seed what `--seed k` alone gives; a test checks it), and resumes from its checkpoints.

@@ -1,6 +1,8 @@
 """The resumable training loop: checkpoints, resume, stale checkpoints, history."""
 
 import csv
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -92,9 +94,6 @@ def test_seeding_makes_kernels_deterministic_without_loading_inductor():
     """seed_everything sets torch's deterministic flag (warn-only) in a fresh process and
     leaves torch._inductor unimported (its import is ~1.7 s per process); where inductor
     is loaded already, compiled code is flagged too."""
-    import subprocess
-    import sys
-
     code = (
         "import sys, torch\n"
         "from rlcv import engine\n"
