@@ -8,12 +8,13 @@ rates and ratio go to `extra_info` and are printed. Two workloads:
 
 - `full`: EU-RL's smoke-sized step: 96 px images, DeepMask (width 16) on 32 px crops,
   Eq. 1 rewards on the pasted mask's IoU. DeepMask's convolutions cost about the same
-  per crop at batch 1 and at batch 64 on the CPU (~1.4 ms), so they bound this ratio
-  to a few x whatever the environment does; issue 5's target of 10x is not reachable
-  here and is reported, not asserted. Asserted: batching still pays (>= 1.5x).
+  per crop at batch 1 and at batch 64 on the CPU (~0.7 ms), so they bound this ratio to
+  a few x whatever the environment does (a GPU is where batching the network pays).
+  Reported; asserted: batching still pays (>= 1.5x).
 - `mechanics`: the environment alone (crop, actions, box-IoU reward, bookkeeping) with
   Caicedo & Lazebnik's box-IoU loss and no recognition network: what batching the
-  environment itself buys. Asserted: >= 2x.
+  environment itself buys, issue 5's 10x target. Asserted only >= 2x, as the ratio
+  moves with the machine's load; the figure is printed and kept in `extra_info`.
 """
 
 from __future__ import annotations

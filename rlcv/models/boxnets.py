@@ -64,8 +64,8 @@ def stn_crop(images: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tens
     """Spatial-transformer crop: like `crops.crop`, differentiable in `images` and `boxes`.
 
     The affine map sends the output's pixel centres to x0 + (i + 0.5) * w / size (and the
-    same in y), the bin centres roi_align(aligned=True) samples; one bilinear sample per
-    bin instead of roi_align's 2 x 2 average.
+    same in y), the bin centres `crops.crop` samples (roi_align, aligned=True, one sample
+    per bin): inside the image the two crops are equal.
     """
     n, c, h, w = images.shape
     x0, y0, x1, y1 = boxes.to(images.dtype).unbind(1)
