@@ -193,8 +193,9 @@ class BoxEnv:
         out = self.recognizer.net(crops.contiguous(memory_format=torch.channels_last))
         return out.contiguous()
 
-    def _loss(self, idx: torch.Tensor, outputs, boxes) -> torch.Tensor:
-        return self.loss_fn(outputs, boxes, {k: v[idx] for k, v in self.targets.items()}).float()
+    def _loss(self, idx: torch.Tensor | None, outputs, boxes) -> torch.Tensor:
+        targets = self.targets if idx is None else {k: v[idx] for k, v in self.targets.items()}
+        return self.loss_fn(outputs, boxes, targets).float()
 
     @torch.no_grad()
     def reset(self, images: torch.Tensor, boxes: torch.Tensor, targets: dict,
@@ -242,7 +243,14 @@ class BoxEnv:
         if term.any():   # Eq. 1, a_t = terminate: judged on the current loss
             reward[term] = self.reward_fn(self.loss[term], self.loss[term],
                                           torch.ones(int(term.sum()), dtype=torch.bool))
-        if moved.any():
+        if bool(moved.all()):   # every episode moves: whole tensors, no gather/scatter
+            self.boxes = apply_actions(self.boxes, actions, self.height, self.width,
+                                       self.move, self.scale, self.min_size)
+            self.crops, self.outputs = self._look(torch.arange(len(run)))
+            new = self._loss(None, self.outputs, self.boxes)
+            reward = self.reward_fn(self.loss, new, torch.zeros(len(run), dtype=torch.bool))
+            self.loss = new
+        elif moved.any():
             idx = moved.nonzero()[:, 0]
             self.boxes[idx] = apply_actions(self.boxes[idx], actions[idx], self.height,
                                             self.width, self.move, self.scale, self.min_size)
