@@ -7,10 +7,10 @@ on one thread (the ratio is then the algorithmic speed-up, stable on a shared ma
 rates and ratio go to `extra_info` and are printed. Two workloads:
 
 - `full`: EU-RL's smoke-sized step: 96 px images, DeepMask (width 16) on 32 px crops,
-  Eq. 1 rewards on the pasted mask's IoU. DeepMask's convolutions cost about the same
-  per crop at batch 1 and at batch 64 on the CPU (~0.7 ms), so they bound this ratio to
-  a few x whatever the environment does (a GPU is where batching the network pays).
-  Reported; asserted: batching still pays (>= 1.5x).
+  Eq. 1 rewards on the pasted mask's IoU. DeepMask's convolutions are compute-bound on
+  the CPU: ~0.5 ms per crop at batch 64 (1.2 ms at batch 1), two thirds of a batched
+  step, so they hold this ratio near 3x whatever the environment does (a GPU is where
+  batching the network pays). Reported; asserted: batching still pays (>= 1.5x).
 - `mechanics`: the environment alone (crop, actions, box-IoU reward, bookkeeping) with
   Caicedo & Lazebnik's box-IoU loss and no recognition network: what batching the
   environment itself buys, issue 5's 10x target. Asserted only >= 2x, as the ratio
@@ -79,11 +79,14 @@ def test_bench_boxenv_batched_vs_one_at_a_time(benchmark, workload, kind, floor)
     t_single = best_time(one_at_a_time, 3)
     rate_b, rate_s = BATCH * STEPS / t_batched, BATCH * STEPS / t_single
     ratio = rate_b / rate_s
-    benchmark.extra_info.update(batched_steps_per_s=round(rate_b), single_steps_per_s=round(rate_s),
-                                ratio=round(ratio, 1), batch=BATCH, torch_threads=1,
-                                issue_target_10x_met=ratio >= 10)
+    info = dict(batched_steps_per_s=round(rate_b), single_steps_per_s=round(rate_s),
+                ratio=round(ratio, 1), batch=BATCH, torch_threads=1)
+    if kind == "mechanics":
+        info["issue_target_10x_met"] = ratio >= 10
+    benchmark.extra_info.update(info)
+    target = {"mechanics": f"issue 5 target 10x: {'met' if ratio >= 10 else 'not met'}",
+              "full": "DeepMask's convolutions bound it on the CPU"}[kind]
     print(f"\nBoxEnv ({kind}) at batch {BATCH}: {rate_b:.0f} env steps/s batched, {rate_s:.0f} "
-          f"one image at a time: {ratio:.1f}x (issue target 10x: "
-          f"{'met' if ratio >= 10 else 'not met'}; asserted floor {floor}x)")
+          f"one image at a time: {ratio:.1f}x ({target}; asserted floor {floor}x)")
     assert ratio >= floor, f"batched env only {ratio:.1f}x faster than one image at a time"
 
