@@ -182,8 +182,9 @@ class BoxEnv:
             return crops - 0.5
         return torch.cat([crops - 0.5, self.recognizer.observe(outputs) - 0.5], 1)
 
-    def _look(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        crops = crop(self.images, self.boxes[idx], self.crop_size, idx)
+    def _look(self, idx: torch.Tensor | slice) -> tuple[torch.Tensor, torch.Tensor | None]:
+        index = None if isinstance(idx, slice) else idx   # a slice: every episode
+        crops = crop(self.images, self.boxes[idx], self.crop_size, index)
         return crops, self._recognize(crops)
 
     def _recognize(self, crops: torch.Tensor) -> torch.Tensor | None:
@@ -193,9 +194,8 @@ class BoxEnv:
         out = self.recognizer.net(crops.contiguous(memory_format=torch.channels_last))
         return out.contiguous()
 
-    def _loss(self, idx: torch.Tensor | None, outputs, boxes) -> torch.Tensor:
-        targets = self.targets if idx is None else {k: v[idx] for k, v in self.targets.items()}
-        return self.loss_fn(outputs, boxes, targets).float()
+    def _loss(self, idx: torch.Tensor | slice, outputs, boxes) -> torch.Tensor:
+        return self.loss_fn(outputs, boxes, {k: v[idx] for k, v in self.targets.items()}).float()
 
     @torch.no_grad()
     def reset(self, images: torch.Tensor, boxes: torch.Tensor, targets: dict,
@@ -211,9 +211,8 @@ class BoxEnv:
         self.t = torch.zeros(n, dtype=torch.long)
         self.active = torch.ones(n, dtype=torch.bool)
         self.history = torch.full((n, self.history_len), -1, dtype=torch.long)
-        every = torch.arange(n)
-        self.crops, self.outputs = self._look(every)
-        self.loss = self._loss(every, self.outputs, self.boxes)
+        self.crops, self.outputs = self._look(slice(None))
+        self.loss = self._loss(slice(None), self.outputs, self.boxes)
         self.trace = [self.boxes.clone()] if record else None
         return self.obs()
 
@@ -243,15 +242,8 @@ class BoxEnv:
         if term.any():   # Eq. 1, a_t = terminate: judged on the current loss
             reward[term] = self.reward_fn(self.loss[term], self.loss[term],
                                           torch.ones(int(term.sum()), dtype=torch.bool))
-        if bool(moved.all()):   # every episode moves: whole tensors, no gather/scatter
-            self.boxes = apply_actions(self.boxes, actions, self.height, self.width,
-                                       self.move, self.scale, self.min_size)
-            self.crops, self.outputs = self._look(torch.arange(len(run)))
-            new = self._loss(None, self.outputs, self.boxes)
-            reward = self.reward_fn(self.loss, new, torch.zeros(len(run), dtype=torch.bool))
-            self.loss = new
-        elif moved.any():
-            idx = moved.nonzero()[:, 0]
+        if moved.any():   # all moving (the usual case): views and copies, no gather/scatter
+            idx = slice(None) if bool(moved.all()) else moved.nonzero()[:, 0]
             self.boxes[idx] = apply_actions(self.boxes[idx], actions[idx], self.height,
                                             self.width, self.move, self.scale, self.min_size)
             crops, outputs = self._look(idx)
@@ -260,7 +252,7 @@ class BoxEnv:
                 self.outputs[idx] = outputs
             new = self._loss(idx, outputs, self.boxes[idx])
             reward[idx] = self.reward_fn(self.loss[idx], new,
-                                         torch.zeros(len(idx), dtype=torch.bool))
+                                         torch.zeros(len(new), dtype=torch.bool))
             self.loss[idx] = new
         self.t[run] += 1
         if self.history_len:   # newest action last; -1 marks "no action yet"
