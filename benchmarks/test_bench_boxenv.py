@@ -23,7 +23,7 @@ import pytest
 import torch
 from _timing import best_time
 
-from methods.eurl import MaskIoULoss, deepmask_recognizer
+from methods.eurl.regress import MaskIoULoss, deepmask_recognizer
 from rlcv.models.segnet import MaskNet
 from rlcv.rl.boxenv import BoxEnv, BoxIoULoss, CaicedoReward, EURLReward
 

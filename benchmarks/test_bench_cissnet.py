@@ -16,7 +16,7 @@ import pytest
 import torch
 from _timing import best_time
 
-from methods.cissnet_rl import context_reward, context_reward_reference
+from methods.cissnet.rl import context_reward, context_reward_reference
 from rlcv.models.cissnet import context_map
 
 

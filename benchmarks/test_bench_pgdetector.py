@@ -29,7 +29,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torchvision.ops import batched_nms, box_iou
 
-from methods import pgdetector as P
+from methods.pgdetector import detector as P
 from rlcv import engine
 from rlcv.models.nms import soft_nms
 from rlcv.params import build_config
@@ -81,7 +81,7 @@ def _train_split(size: int) -> dict:
 
 
 class _CpuClock:
-    """Stands in for `time` in methods.pgdetector so its `reward_ms` is CPU time."""
+    """Stands in for `time` in methods.pgdetector.detector so its `reward_ms` is CPU time."""
 
     perf_counter = staticmethod(time.process_time)
 

@@ -11,25 +11,26 @@ from __future__ import annotations
 from rlcv.errors import unknown_name
 from rlcv.registry import Row
 
-_EURL_CODE = ("methods/eurl.py", "methods/deepmask.py", "rlcv/rl/__init__.py", "rlcv/rl/boxenv.py",
-              "rlcv/rl/actor_critic.py", "rlcv/rl/dqn.py", "rlcv/models/agent_nets.py",
-              "rlcv/models/boxnets.py", "rlcv/models/crops.py", "rlcv/models/segnet.py")
+_EURL_CODE = ("methods/eurl/regress.py", "methods/eurl/deepmask.py", "rlcv/rl/__init__.py",
+              "rlcv/rl/boxenv.py", "rlcv/rl/actor_critic.py", "rlcv/rl/dqn.py",
+              "rlcv/models/agent_nets.py", "rlcv/models/boxnets.py", "rlcv/models/crops.py",
+              "rlcv/models/segnet.py")
 """What the EU-RL / active-localisation rows (issue 5) depend on beyond their module."""
 
 _PGDET_CODE = ("rlcv/models/detector.py", "rlcv/models/nms.py", "rlcv/rl/reinforce.py")
 """What the policy-gradient detector rows (issue 8) depend on beyond their module."""
 
-_ACIS_CODE = ("methods/acis_train.py", "methods/acis_actor.py", "methods/acis_eval.py",
-              "methods/acis_plots.py", "rlcv/models/acis.py", "rlcv/models/segnet.py",
+_ACIS_CODE = ("methods/acis/train.py", "methods/acis/actor.py", "methods/acis/evaluate.py",
+              "methods/acis/plots.py", "rlcv/models/acis.py", "rlcv/models/segnet.py",
               "rlcv/rl/potential.py")
 """What the ACIS rows (issue 7) depend on beyond their module."""
 
-_CISS_CODE = ("methods/cissnet_data.py", "methods/cissnet_rl.py", "methods/cissnet_plots.py",
+_CISS_CODE = ("methods/cissnet/data.py", "methods/cissnet/rl.py", "methods/cissnet/plots.py",
               "rlcv/models/cissnet.py", "rlcv/rl/advantage.py")
 """What the CiSS-Net rows (issue 6) depend on beyond their module."""
 
 
-_POSE_CODE = ("methods/eurl_pose_data.py", "methods/deepmask.py", "rlcv/models/hourglass.py",
+_POSE_CODE = ("methods/eurl/pose_data.py", "methods/eurl/deepmask.py", "rlcv/models/hourglass.py",
               "rlcv/models/pose_nms.py", "rlcv/models/detector.py", "rlcv/models/crops.py",
               "rlcv/models/segnet.py")
 """What the EU-RL MPII pose rows (issue 9) depend on beyond their module."""
@@ -39,24 +40,25 @@ _POSE_AGENT_CODE = (*_POSE_CODE, "rlcv/rl/__init__.py", "rlcv/rl/boxenv.py",
 
 def _pgdet(name: str, tables: dict, train: str, *requires: str) -> Row:
     """A policy-gradient detector row (issue 8): rows differ in `train` and params.yaml."""
+    mod = "methods.pgdetector.detector"
     return Row(name=name, tables=tables, data="coco/detection",
-               config="methods.pgdetector:PGDetectorConfig", train=f"methods.pgdetector:{train}",
-               evaluate="methods.pgdetector:evaluate", requires=requires, code=_PGDET_CODE)
+               config=f"{mod}:PGDetectorConfig", train=f"{mod}:{train}",
+               evaluate=f"{mod}:evaluate", requires=requires, code=_PGDET_CODE)
 
 
 def _acis(name: str, tables: dict, data: str, train: str, evaluate: str,
           *requires: str) -> Row:
     """An ACIS row (issue 7): rows differ in data, train/evaluate entry and params.yaml."""
-    return Row(name=name, tables=tables, data=data, config="methods.acis:AcisConfig",
-               train=f"methods.acis:{train}", evaluate=f"methods.acis:{evaluate}",
+    return Row(name=name, tables=tables, data=data, config="methods.acis.rows:AcisConfig",
+               train=f"methods.acis.rows:{train}", evaluate=f"methods.acis.rows:{evaluate}",
                requires=requires, code=_ACIS_CODE)
 
 
-def _pose_agent(name: str, tables: dict, train="methods.eurl_pose_agent:train_agent") -> Row:
+def _pose_agent(name: str, tables: dict, train="methods.eurl.pose_agent:train_agent") -> Row:
     """An EU-RL pose agent row (issue 9); the variants differ only in params.yaml."""
     return Row(name=name, tables=tables, data="mpii/multi",
-               config="methods.eurl_pose_agent:PoseAgentConfig", train=train,
-               evaluate="methods.eurl_pose_agent:evaluate_agent",
+               config="methods.eurl.pose_agent:PoseAgentConfig", train=train,
+               evaluate="methods.eurl.pose_agent:evaluate_agent",
                requires=("eurl-pose-rmpe",), code=_POSE_AGENT_CODE)
 
 
@@ -65,18 +67,18 @@ METHODS: dict[str, Row] = {
         name="gt-bbox-deepmask",
         tables={"eu-rl-table1": "GT Bbox-Deepmask"},
         data="coco/single",
-        config="methods.deepmask:DeepMaskConfig",
-        train="methods.deepmask:train_gt_bbox",
-        evaluate="methods.deepmask:evaluate",
+        config="methods.eurl.deepmask:DeepMaskConfig",
+        train="methods.eurl.deepmask:train_gt_bbox",
+        evaluate="methods.eurl.deepmask:evaluate",
         code=("rlcv/models/crops.py", "rlcv/models/segnet.py"),
     ),
     "finetune-deepmask": Row(
         name="finetune-deepmask",
         tables={"eu-rl-table1": "Finetune-Deepmask"},
         data="coco/single",
-        config="methods.deepmask:DeepMaskConfig",
-        train="methods.deepmask:train_finetune",
-        evaluate="methods.deepmask:evaluate",
+        config="methods.eurl.deepmask:DeepMaskConfig",
+        train="methods.eurl.deepmask:train_finetune",
+        evaluate="methods.eurl.deepmask:evaluate",
         requires=("gt-bbox-deepmask",),
         code=("rlcv/models/crops.py", "rlcv/models/segnet.py"),
     ),
@@ -85,18 +87,18 @@ METHODS: dict[str, Row] = {
         name="box-regressor",
         tables={"active-loc-table1": "Box regressor"},
         data="coco/single",
-        config="methods.eurl:RegressorConfig",
-        train="methods.eurl:train_regressor",
-        evaluate="methods.eurl:evaluate_regressor",
+        config="methods.eurl.regress:RegressorConfig",
+        train="methods.eurl.regress:train_regressor",
+        evaluate="methods.eurl.regress:evaluate_regressor",
         code=_EURL_CODE,
     ),
     "regress-deepmask": Row(
         name="regress-deepmask",
         tables={"eu-rl-table1": "Regress-Deepmask"},
         data="coco/single",
-        config="methods.eurl:PipelineConfig",
-        train="methods.eurl:train_regress_deepmask",
-        evaluate="methods.eurl:evaluate_regress_deepmask",
+        config="methods.eurl.regress:PipelineConfig",
+        train="methods.eurl.regress:train_regress_deepmask",
+        evaluate="methods.eurl.regress:evaluate_regress_deepmask",
         requires=("gt-bbox-deepmask", "box-regressor"),
         code=_EURL_CODE,
     ),
@@ -104,9 +106,9 @@ METHODS: dict[str, Row] = {
         name="regress-stn-deepmask",
         tables={"eu-rl-table1": "Regress-STN-Deepmask"},
         data="coco/single",
-        config="methods.eurl:STNConfig",
-        train="methods.eurl:train_stn",
-        evaluate="methods.eurl:evaluate_stn",
+        config="methods.eurl.regress:STNConfig",
+        train="methods.eurl.regress:train_stn",
+        evaluate="methods.eurl.regress:evaluate_stn",
         requires=("gt-bbox-deepmask", "box-regressor"),
         code=_EURL_CODE,
     ),
@@ -115,9 +117,9 @@ METHODS: dict[str, Row] = {
         tables={"eu-rl-table1": "Agent-Deepmask",
                 "active-loc-table1": "Actor-critic agent (EU-RL)"},
         data="coco/single",
-        config="methods.eurl_agent:AgentConfig",
-        train="methods.eurl_agent:train_agent",
-        evaluate="methods.eurl_agent:evaluate_agent_boxes",
+        config="methods.eurl.agent:AgentConfig",
+        train="methods.eurl.agent:train_agent",
+        evaluate="methods.eurl.agent:evaluate_agent_boxes",
         requires=("gt-bbox-deepmask",),
         code=_EURL_CODE,
     ),
@@ -125,9 +127,9 @@ METHODS: dict[str, Row] = {
         name="regress-agent-deepmask",
         tables={"eu-rl-table1": "Regress-Agent-Deepmask"},
         data="coco/single",
-        config="methods.eurl_agent:AgentConfig",
-        train="methods.eurl_agent:train_agent",
-        evaluate="methods.eurl_agent:evaluate_agent",
+        config="methods.eurl.agent:AgentConfig",
+        train="methods.eurl.agent:train_agent",
+        evaluate="methods.eurl.agent:evaluate_agent",
         requires=("gt-bbox-deepmask", "box-regressor"),
         code=_EURL_CODE,
     ),
@@ -135,9 +137,9 @@ METHODS: dict[str, Row] = {
         name="regress-agent-deepmask-no-upgrade",
         tables={"eu-rl-table1": "Regress-Agent-Deepmask w/o upgrade"},
         data="coco/single",
-        config="methods.eurl_agent:AgentConfig",
-        train="methods.eurl_agent:train_agent",
-        evaluate="methods.eurl_agent:evaluate_agent",
+        config="methods.eurl.agent:AgentConfig",
+        train="methods.eurl.agent:train_agent",
+        evaluate="methods.eurl.agent:evaluate_agent",
         requires=("gt-bbox-deepmask", "box-regressor"),
         code=_EURL_CODE,
     ),
@@ -145,9 +147,9 @@ METHODS: dict[str, Row] = {
         name="regress-dqn-deepmask",
         tables={"eu-rl-table1": "Regress-DQN-Deepmask"},
         data="coco/single",
-        config="methods.active_loc:DQNConfig",
-        train="methods.active_loc:train_dqn",
-        evaluate="methods.active_loc:evaluate_dqn",
+        config="methods.activeloc.dqn:DQNConfig",
+        train="methods.activeloc.dqn:train_dqn",
+        evaluate="methods.activeloc.dqn:evaluate_dqn",
         requires=("gt-bbox-deepmask", "box-regressor"),
         code=_EURL_CODE,
     ),
@@ -155,9 +157,9 @@ METHODS: dict[str, Row] = {
         name="dqn-localizer",
         tables={"active-loc-table1": "DQN agent (Caicedo & Lazebnik)"},
         data="coco/single",
-        config="methods.active_loc:DQNConfig",
-        train="methods.active_loc:train_dqn",
-        evaluate="methods.active_loc:evaluate_dqn",
+        config="methods.activeloc.dqn:DQNConfig",
+        train="methods.activeloc.dqn:train_dqn",
+        evaluate="methods.activeloc.dqn:evaluate_dqn",
         code=_EURL_CODE,
     ),
     # Policy-gradient detector, Tables 1-2 (issue 8); fine-tuned rows start from the base
@@ -212,61 +214,63 @@ METHODS: dict[str, Row] = {
     "ciss-baseline-ade20k": Row(
         name="ciss-baseline-ade20k",
         tables={"ciss-net-table4": "Baseline", "ciss-net-table6": "Baseline (ours)"},
-        data="ade20k/sceneparsing", config="methods.cissnet:BaselineConfig",
-        train="methods.cissnet:train_baseline",
-        evaluate="methods.cissnet:evaluate_baseline", code=_CISS_CODE),
+        data="ade20k/sceneparsing", config="methods.cissnet.rows:BaselineConfig",
+        train="methods.cissnet.rows:train_baseline",
+        evaluate="methods.cissnet.rows:evaluate_baseline", code=_CISS_CODE),
     "ciss-net-ade20k": Row(
         name="ciss-net-ade20k",
         tables={"ciss-net-table1": "Step 2", "ciss-net-table3": "λ2=0.05",
                 "ciss-net-table4": "CiSS-Net", "ciss-net-table5": "Ours",
                 "ciss-net-table6": "CiSS-Net (Ours)"},
-        data="ade20k/sceneparsing", config="methods.cissnet:CissConfig",
-        train="methods.cissnet:train_ciss",
-        evaluate="methods.cissnet:evaluate_ciss", requires=("ciss-baseline-ade20k",),
+        data="ade20k/sceneparsing", config="methods.cissnet.rows:CissConfig",
+        train="methods.cissnet.rows:train_ciss",
+        evaluate="methods.cissnet.rows:evaluate_ciss", requires=("ciss-baseline-ade20k",),
         code=_CISS_CODE),
     "ciss-ablations-ade20k": Row(
         name="ciss-ablations-ade20k",
         tables={"ciss-net-table2": "γ=0.9", "ciss-net-table3": "λ2=0.02",
                 "ciss-net-table4": "Baseline+p-map", "ciss-net-table5": "w/o RL"},
-        data="ade20k/sceneparsing", config="methods.cissnet:AblationConfig",
-        train="methods.cissnet:train_ablations", evaluate="methods.cissnet:evaluate_ablations",
+        data="ade20k/sceneparsing", config="methods.cissnet.rows:AblationConfig",
+        train="methods.cissnet.rows:train_ablations",
+        evaluate="methods.cissnet.rows:evaluate_ablations",
         requires=("ciss-baseline-ade20k",), code=_CISS_CODE),
     "ciss-baseline-cityscapes": Row(
         name="ciss-baseline-cityscapes",
         tables={"ciss-net-table4": "Baseline", "ciss-net-table8": "Baseline (ours)"},
-        data="cityscapes/fine", config="methods.cissnet:BaselineConfig",
-        train="methods.cissnet:train_baseline",
-        evaluate="methods.cissnet:evaluate_baseline", code=_CISS_CODE),
+        data="cityscapes/fine", config="methods.cissnet.rows:BaselineConfig",
+        train="methods.cissnet.rows:train_baseline",
+        evaluate="methods.cissnet.rows:evaluate_baseline", code=_CISS_CODE),
     "ciss-net-cityscapes": Row(
         name="ciss-net-cityscapes",
         tables={"ciss-net-table1": "Step 2", "ciss-net-table3": "λ2=0.05",
                 "ciss-net-table4": "CiSS-Net", "ciss-net-table5": "Ours",
                 "ciss-net-table8": "CiSS-Net (Ours)"},
-        data="cityscapes/fine", config="methods.cissnet:CissConfig",
-        train="methods.cissnet:train_ciss",
-        evaluate="methods.cissnet:evaluate_ciss", requires=("ciss-baseline-cityscapes",),
+        data="cityscapes/fine", config="methods.cissnet.rows:CissConfig",
+        train="methods.cissnet.rows:train_ciss",
+        evaluate="methods.cissnet.rows:evaluate_ciss", requires=("ciss-baseline-cityscapes",),
         code=_CISS_CODE),
     "ciss-ablations-cityscapes": Row(
         name="ciss-ablations-cityscapes",
         tables={"ciss-net-table2": "γ=0.9", "ciss-net-table3": "λ2=0.02",
                 "ciss-net-table4": "Baseline+p-map", "ciss-net-table5": "w/o RL"},
-        data="cityscapes/fine", config="methods.cissnet:AblationConfig",
-        train="methods.cissnet:train_ablations", evaluate="methods.cissnet:evaluate_ablations",
+        data="cityscapes/fine", config="methods.cissnet.rows:AblationConfig",
+        train="methods.cissnet.rows:train_ablations",
+        evaluate="methods.cissnet.rows:evaluate_ablations",
         requires=("ciss-baseline-cityscapes",), code=_CISS_CODE),
     # EU-RL on MPII pose (issue 9): pose nets, the RMPE pipeline, the agent and ablations
     "eurl-pose-boxes": Row(
         name="eurl-pose-boxes", tables={"eu-rl-fig4": "Loose bbox model"}, data="mpii/multi",
-        config="methods.eurl_pose:PoseNetConfig", train="methods.eurl_pose:train_posenets",
-        evaluate="methods.eurl_pose:evaluate_posenets", code=_POSE_CODE),
+        config="methods.eurl.pose:PoseNetConfig", train="methods.eurl.pose:train_posenets",
+        evaluate="methods.eurl.pose:evaluate_posenets", code=_POSE_CODE),
     "eurl-pose-rmpe": Row(
         name="eurl-pose-rmpe", tables={"eu-rl-table2": "Fang et al. [11]"}, data="mpii/multi",
-        config="methods.eurl_pose:RMPEConfig", train="methods.eurl_pose:train_rmpe",
-        evaluate="methods.eurl_pose:evaluate_rmpe", requires=("eurl-pose-boxes",), code=_POSE_CODE),
+        config="methods.eurl.pose:RMPEConfig", train="methods.eurl.pose:train_rmpe",
+        evaluate="methods.eurl.pose:evaluate_rmpe", requires=("eurl-pose-boxes",), code=_POSE_CODE),
     "eurl-pose": _pose_agent("eurl-pose", {"eu-rl-table2": "ours", "eu-rl-table3": "Ours, full",
                                            "eu-rl-fig4": "Upgrade at last step"}),
     "eurl-pose-ablations": _pose_agent("eurl-pose-ablations",
                                        {"eu-rl-table3": "(a) w/o feedback"},
-                                       "methods.eurl_pose_agent:train_ablations"),
+                                       "methods.eurl.pose_agent:train_ablations"),
     "eurl-pose-every-step": _pose_agent("eurl-pose-every-step",
                                         {"eu-rl-fig4": "Upgrade at every step"}),
 }

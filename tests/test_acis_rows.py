@@ -97,7 +97,7 @@ def test_checkpoint_is_self_contained_and_rerun_resumes(ci_repo):
 
 
 def test_figures_are_drawn_from_the_runs(ci_repo, monkeypatch):
-    from methods.acis_plots import figures
+    from methods.acis.plots import figures
 
     root, params = ci_repo
     for name in ("acis-pretrain-cvppp", "acis-bl-trunc", "acis-ac-dice",

@@ -7,9 +7,9 @@ from types import SimpleNamespace
 
 import torch
 
-import methods.acis_actor as A
-import methods.acis_train as T
-from methods.acis_eval import infer, n_predicted
+import methods.acis.actor as A
+import methods.acis.train as T
+from methods.acis.evaluate import infer, n_predicted
 from rlcv import engine
 from rlcv.models.acis import AUX, Actor, MaskDecoder
 

@@ -8,9 +8,9 @@ import json
 import pytest
 import torch
 
-from methods import cissnet as C
-from methods.cissnet_data import IGNORE, Task
-from methods.cissnet_rl import (
+from methods.cissnet import rows as C
+from methods.cissnet.data import IGNORE, Task
+from methods.cissnet.rl import (
     choose,
     context_reward,
     context_reward_reference,

@@ -9,7 +9,7 @@ import torch
 
 from datasets import ade20k
 from datasets._common import Staged
-from methods import cissnet as C
+from methods.cissnet import rows as C
 from rlcv import engine
 
 SIZES = {"synth_train": 48, "synth_val": 16, "synth_size": [40, 40], "size": [32, 32],
@@ -86,7 +86,7 @@ def test_ablations_row_reports_every_model_under_its_labels(tiny, ablations):
 
 
 def test_context_figure_from_the_checkpoints(tiny, ciss, ablations, chdir):
-    from methods import cissnet_plots
+    from methods.cissnet import plots as cissnet_plots
     from rlcv.params import Params
 
     root, data, _ = tiny

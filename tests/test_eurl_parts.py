@@ -3,7 +3,7 @@ spatial-transformer crop against roi_align's, the mask loss of the rewards, box 
 
 import torch
 
-from methods.eurl import MaskIoULoss, box_scores, deepmask_recognizer
+from methods.eurl.regress import MaskIoULoss, box_scores, deepmask_recognizer
 from rlcv.models.boxnets import BoxRegressor, decode, encode, stn_crop
 from rlcv.models.crops import crop
 from rlcv.models.segnet import MaskNet

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import methods
-from methods import eurl_pose_agent as ea
-from methods import eurl_pose_data as pd_
+from methods.eurl import pose_agent as ea
+from methods.eurl import pose_data as pd_
 from rlcv import engine
 from rlcv import params as P
 from rlcv.models.agent_nets import PolicyValueNet

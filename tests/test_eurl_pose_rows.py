@@ -68,7 +68,7 @@ def test_agent_checkpoint_keeps_the_pipeline_it_evaluates(ci_runs):
 
 
 def test_fig4_and_tables_from_the_runs(ci_runs):
-    from methods import eurl_pose
+    from methods.eurl import pose as eurl_pose
     from rlcv import params as P
     from rlcv.report import collect
 

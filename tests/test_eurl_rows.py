@@ -65,7 +65,7 @@ def test_history_logs_return_and_iou(trained):
 
 
 def test_figures_draw_the_refinement(trained, chdir):
-    from methods import eurl_agent
+    from methods.eurl import agent as eurl_agent
     from rlcv.params import load
 
     with chdir(trained):

@@ -239,7 +239,7 @@ def test_ohem_keeps_the_hardest_after_removing_overlapping_rois():
 
 
 def test_ohem_loss_backpropagates_only_through_the_hardest_rois():
-    from methods.pgdetector import PGDetectorConfig, _ohem_loss
+    from methods.pgdetector.detector import PGDetectorConfig, _ohem_loss
 
     torch.manual_seed(0)
     model = _tiny()

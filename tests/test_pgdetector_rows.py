@@ -54,7 +54,7 @@ def test_report_fills_tables_and_draws_examples(trained):
     import os
     from pathlib import Path
 
-    from methods import pgdetector
+    from methods.pgdetector import detector as pgdetector
     from rlcv import params as P
     from rlcv.report import collect, tables
     from rlcv.report.data import load_tables

@@ -18,9 +18,9 @@ Rows of Tables 1-4 and Fig. 3 (Sections 3-6, Eqs. 1-7, Algorithm 1):
   training plants (a subset of all of them): a shortcut to the paper's separate run.
 - KITTI BL-Trunc and AC-IoU (IoU potential, 64-d actions), val and test (Table 4).
 
-Data, pre-training and episodes: `methods.acis_train`; actor / critic training:
-`methods.acis_actor`; inference and scores: `methods.acis_eval`; figures:
-`methods.acis_plots`; networks: `rlcv.models.acis`; potential, rewards and returns:
+Data, pre-training and episodes: `methods.acis.train`; actor / critic training:
+`methods.acis.actor`; inference and scores: `methods.acis.evaluate`; figures:
+`methods.acis.plots`; networks: `rlcv.models.acis`; potential, rewards and returns:
 `rlcv.rl.potential`.
 """
 
@@ -29,10 +29,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from methods.acis_actor import fit_actor, set_exploration
-from methods.acis_eval import evaluate_split
-from methods.acis_plots import figures  # noqa: F401  (report hook of this family)
-from methods.acis_train import compute_aux, fit_cvae, fit_preproc, prepare
+from methods.acis.actor import fit_actor, set_exploration
+from methods.acis.evaluate import evaluate_split
+from methods.acis.plots import figures  # noqa: F401  (report hook of this family)
+from methods.acis.train import compute_aux, fit_cvae, fit_preproc, prepare
 from rlcv import engine
 from rlcv.models.acis import Actor, Critic
 
@@ -150,7 +150,7 @@ def train_pretrain(cfg: AcisConfig, data, run) -> Path:
 def _load_pretrained(run, cfg: AcisConfig, data):
     """The required pretrain row's parts, architecture and the prepared train split;
     NoSP (`state_pyramid: false`) re-trains its own decoder, init and critic warm-up."""
-    from methods.acis_eval import load_models
+    from methods.acis.evaluate import load_models
 
     state = engine.load_checkpoint(next(iter(run.inputs.values())))
     arch = dict(state["arch"])

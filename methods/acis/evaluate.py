@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from methods.acis_train import Prepared, compute_aux, prepare, rollout
+from methods.acis.train import Prepared, compute_aux, prepare, rollout
 from rlcv.metrics import (
     average_per_timestep,
     coverage,

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import box_iou
 
-from methods.deepmask import jitter_boxes
+from methods.eurl.deepmask import jitter_boxes
 from rlcv import engine
 from rlcv.metrics import mpii_multi_person_ap, pckh
 from rlcv.models.crops import crop

@@ -5,7 +5,7 @@
 - `fit_cvae`: cVAE pre-training on one random ground-truth instance per image (BCE
   reconstruction + KL to N(0, I)); only the decoder is kept, frozen from then on.
 - `sample_batch`, `rollout`: episodes of the environment of Sec. 4 — state (I, M_t),
-  latent action a_t, transition Eq. 3 — for the actor training of `methods.acis_actor`.
+  latent action a_t, transition Eq. 3 — for the actor training of `methods.acis.actor`.
 
 Episodes (as in the authors' code, a window of `horizon` steps rather than all N) start
 either from the empty mask or, with probability `prefill`, from a state whose M_0 already

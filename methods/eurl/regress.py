@@ -13,7 +13,7 @@ agent rows share.
 
 The mask loss for the agents' rewards (1 - mask IoU, Section 4.1), the DeepMask
 `Recognizer` of the box environment and the loaders of the required checkpoints live
-here too, for `methods.eurl_agent` and `methods.active_loc`. Every score goes through
+here too, for `methods.eurl.agent` and `methods.activeloc.dqn`. Every score goes through
 `rlcv.metrics` (`mask_iou`; box IoU: the COCO formula of `rlcv.metrics.image_ap`).
 """
 
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from methods.deepmask import predict_masks
+from methods.eurl.deepmask import predict_masks
 from rlcv import engine
 from rlcv.metrics import mask_iou
 from rlcv.models.boxnets import BoxRegressor, decode, encode, stn_crop

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from methods.cissnet_data import IGNORE
+from methods.cissnet.data import IGNORE
 from rlcv.models.cissnet import ContextNet, SegmentNet, context_map
 from rlcv.rl.advantage import actor_critic_terms, kstep_returns
 

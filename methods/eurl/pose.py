@@ -10,7 +10,7 @@ Sections 4.2.1-4.2.3 and 5).
   "pretrained on loose-bounding-box cropped images, then finetuned to fit
   tight-bounding-box cropped images" -> pose NMS; multi-person AP on the val images.
 
-The agent rows are in `methods.eurl_pose_agent`. `figures` draws the paper's Fig. 4 from
+The agent rows are in `methods.eurl.pose_agent`. `figures` draws the paper's Fig. 4 from
 the rows' history.csv as `results/plots/eu-rl-fig4.png`.
 """
 
@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from methods.eurl_pose_data import (
+from methods.eurl.pose_data import (
     DET_ARCH,
     as_float,
     build_person_detector,

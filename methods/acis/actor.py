@@ -1,6 +1,6 @@
 """ACIS actor training (Araslanov et al., CVPR 2019, Sec. 5.3, Algorithm 1, Eqs. 5-7).
 
-`fit_actor` trains the actor on windows of episodes drawn by `methods.acis_train`
+`fit_actor` trains the actor on windows of episodes drawn by `methods.acis.train`
 (`sample_batch`, `rollout`), with the cVAE decoder frozen, in one of three modes:
 
 - `bl`: the baseline — BCE of each prediction with the ground truth assigned by Dice
@@ -23,7 +23,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from methods.acis_train import (
+from methods.acis.train import (
     Batch,
     Episode,
     Prepared,

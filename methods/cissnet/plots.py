@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from methods import cissnet as C
-from methods.cissnet_data import Task, features
+from methods.cissnet import rows as C
+from methods.cissnet.data import Task, features
 from rlcv import engine
 from rlcv import io as rio
 

@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from methods.deepmask import jitter_boxes
-from methods.eurl import (
+from methods.eurl.deepmask import jitter_boxes
+from methods.eurl.regress import (
     as_float,
     box_scores,
     chain_nets,

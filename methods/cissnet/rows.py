@@ -7,7 +7,7 @@ Tables 1-6 and 8 on ADE20K and Cityscapes.
   pre-trained network for X_I).
 - **CiSS-Net** (Table 4; Table 1 at steps 0/2/4/6; Table 3 at λ2 = 0.05; Table 5 "Ours";
   Tables 6 and 8): S-Net = Base Net + Bias Net (Eq. 1) and C-Net trained together by
-  advantage actor-critic with k-step returns (Eqs. 2-7, `methods.cissnet_rl`), reported
+  advantage actor-critic with k-step returns (Eqs. 2-7, `methods.cissnet.rl`), reported
   at iteration t = 2 (Section 3.5).
 - **Ablations** (one row per dataset, `ciss-ablations-<dataset>`): the complete-p-map
   model (B = 1 everywhere, no C-Net, no RL: Table 4 Baseline+p-map, Table 5 w/o RL), a
@@ -30,8 +30,8 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from methods.cissnet_data import Task, feature_targets, features, to_input
-from methods.cissnet_rl import rollout, segmentation_loss, train_step
+from methods.cissnet.data import Task, feature_targets, features, to_input
+from methods.cissnet.rl import rollout, segmentation_loss, train_step
 from rlcv import engine
 from rlcv.errors import ParamsError
 from rlcv.models.cissnet import BaseNet, ContextNet, DomainNet, SegmentNet
@@ -338,7 +338,7 @@ def evaluate_ablations(ckpt: str, data) -> dict:
 
 
 def figures(params, results):
-    """`results/plots/ciss-net-context.png` (see methods.cissnet_plots)."""
-    from methods.cissnet_plots import context_figure
+    """`results/plots/ciss-net-context.png` (see methods.cissnet.plots)."""
+    from methods.cissnet.plots import context_figure
 
     return context_figure(params, results)

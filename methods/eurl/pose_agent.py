@@ -35,8 +35,8 @@ from dataclasses import dataclass
 
 import torch
 
-from methods.deepmask import jitter_boxes
-from methods.eurl_pose_data import (
+from methods.eurl.deepmask import jitter_boxes
+from methods.eurl.pose_data import (
     as_float,
     detections,
     load_detector,

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import torch
 
-from methods.deepmask import jitter_boxes, predict_masks
-from methods.eurl import (
+from methods.eurl.deepmask import jitter_boxes, predict_masks
+from methods.eurl.regress import (
     MaskIoULoss,
     as_float,
     box_scores,

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from methods.acis_eval import (
+from methods.acis.evaluate import (
     infer,
     label_maps,
     load_models,
@@ -25,7 +25,7 @@ from methods.acis_eval import (
     per_step_dice,
     upsample,
 )
-from methods.acis_train import compute_aux, prepare
+from methods.acis.train import compute_aux, prepare
 from rlcv import engine
 from rlcv import io as rio
 from rlcv.metrics import average_per_timestep
