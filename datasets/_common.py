@@ -219,17 +219,24 @@ def load_split(staged: str | Path, split: str) -> dict:
 
 
 class Staged:
-    """Handle on one staged subset (`data/staged/<dataset>/<subset>`), loaded lazily."""
+    """Handle on one staged subset (`data/staged/<dataset>/<subset>`), loaded lazily.
 
-    def __init__(self, path: str | Path):
+    `device` is the run's device (`rlcv.engine.device()`): every tensor `load` returns is
+    on it, for train and evaluate alike, so no method moves data itself.
+    """
+
+    def __init__(self, path: str | Path, device: torch.device | str = "cpu"):
         self.path = Path(path)
+        self.device = torch.device(device)
         self.manifest = read_manifest(self.path)
         self._cache: dict[str, dict] = {}
 
     def load(self, split: str) -> dict:
-        """All samples of `split`, field by field (cached)."""
+        """All samples of `split`, field by field, on `self.device` (cached)."""
         if split not in self._cache:
-            self._cache[split] = load_split(self.path, split)
+            from rlcv.engine import to_device
+
+            self._cache[split] = to_device(load_split(self.path, split), self.device)
         return self._cache[split]
 
     @property

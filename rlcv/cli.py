@@ -87,16 +87,18 @@ def _file_hash(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
-def _staged(row):
+def _staged(row, device=None):
+    """The row's staged data, its tensors on `device` (the run's device) when given."""
     from datasets._common import Staged
 
-    return Staged(DATA / "staged" / row.data)
+    return Staged(DATA / "staged" / row.data, device or "cpu")
 
 
 def cmd_train(args) -> None:
     import methods
     from rlcv import engine
 
+    engine.device()   # a bad RLCV_DEVICE fails here, once, before any import or worker
     params = P.load(args.params)
     row = methods.get(args.row)
     values = params.method(row.name)
@@ -124,9 +126,10 @@ def _train_seed(params: P.Params, row, values: dict, cfg, seed: int, args) -> No
     out = run_dir(row.name, seed)
     if args.fresh and out.exists():
         shutil.rmtree(out)
-    data = _staged(row)   # a fresh handle per seed: no cached split shared between seeds
+    dev = engine.device()
+    data = _staged(row, dev)   # a fresh handle per seed: no cached split shared between seeds
     engine.seed_everything(seed)
-    run = engine.Run(row=row.name, seed=seed, dir=out, inputs=inputs,
+    run = engine.Run(row=row.name, seed=seed, dir=out, inputs=inputs, device=dev,
                      checkpoint_every=args.checkpoint_every,
                      signature=_signature(params, row, values, inputs))
     ckpt = row.train(cfg, data, run)
@@ -141,6 +144,7 @@ def cmd_evaluate(args) -> None:
     import methods
     from rlcv import engine
 
+    engine.device()
     params = P.load(args.params)
     row = methods.get(args.row)
     for seed in args.seed:
@@ -156,14 +160,15 @@ def cmd_evaluate(args) -> None:
 def _evaluate_seed(params: P.Params, row, seed: int) -> None:
     from rlcv import engine
 
-    data = _staged(row)
+    dev = engine.device()
+    data = _staged(row, dev)   # the same device choice as train
     engine.seed_everything(seed)
     ckpt = run_dir(row.name, seed) / "checkpoint.pt"
     values = {k: float(v) for k, v in row.evaluate(str(ckpt), data).items()}
     record = {
         "row": row.name, "seed": seed, "profile": params.profile,
         "data": "synthetic" if params.synthetic else "real", "dataset": row.data,
-        "tables": dict(row.tables), "metrics": values,
+        "tables": dict(row.tables), "metrics": values, **engine.device_record(dev),
     }
     out = result_dir(row.name, seed) / "metrics.json"
     rio.write_json(out, record)

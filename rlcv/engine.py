@@ -82,9 +82,99 @@ def torch_threads(n: int):
         torch.set_num_threads(before)
 
 
+DEVICES = ("cpu", "cuda", "cuda:N", "lazy")
+"""What RLCV_DEVICE accepts. `lazy` is torch's TorchScript lazy-tensor backend: a second
+device that computes on the CPU and, like CUDA, refuses to mix its tensors with CPU
+tensors; the test suite runs rows on it to prove data reaches the run's device without
+a GPU (slow: use it on the ci profile only)."""
+
+
 def device() -> torch.device:
-    """CUDA when present, else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """The device every row trains and evaluates on: RLCV_DEVICE when set (`cpu`, `cuda`,
+    `cuda:N`, `lazy`), else CUDA when present, else the CPU."""
+    from rlcv.errors import ParamsError
+
+    raw = os.environ.get("RLCV_DEVICE", "").strip()
+    if not raw:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    kind, _, index = raw.partition(":")
+    if kind not in ("cpu", "cuda", "lazy") or (index and not (kind == "cuda" and index.isdigit())):
+        raise ParamsError(f"RLCV_DEVICE must be one of {', '.join(DEVICES)}, got {raw!r}")
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise ParamsError(f"RLCV_DEVICE={raw} but torch {torch.__version__} sees no CUDA "
+                              "device on this machine")
+        if index and int(index) >= torch.cuda.device_count():
+            raise ParamsError(f"RLCV_DEVICE={raw} but this machine has "
+                              f"{torch.cuda.device_count()} CUDA device(s)")
+    if kind == "lazy":
+        _init_lazy()
+    return torch.device(raw)
+
+
+class _NoGradInference(torch.no_grad):
+    """`torch.inference_mode` as the lazy device can run it: the lazy backend cannot view
+    its tensors in inference mode ("Cannot set version_counter for inference tensor"),
+    so there `inference_mode(...)` means `no_grad()` (same numbers, no autograd)."""
+
+    def __init__(self, mode: bool = True):
+        super().__init__()
+
+
+def _init_lazy() -> None:
+    """Start the lazy backend, working around two of its gaps (it is a test device)."""
+    import torch._lazy.ts_backend
+
+    if getattr(_init_lazy, "done", False):
+        return
+    torch._lazy.ts_backend.init()
+    torch.inference_mode = _NoGradInference
+    # the lazy backend's multi-output views (unbind, chunk, split) come back as tensors
+    # that later ops read as CPU tensors: on lazy tensors they are built from select/narrow
+    unbind, chunk = torch.Tensor.unbind, torch.Tensor.chunk
+
+    def _unbind(self, dim=0):
+        if self.device.type != "lazy":
+            return unbind(self, dim)
+        return tuple(self.select(dim, i) for i in range(self.shape[dim]))
+
+    def _chunk(self, chunks, dim=0):
+        if self.device.type != "lazy":
+            return chunk(self, chunks, dim)
+        step = -(-self.shape[dim] // chunks)
+        return tuple(self.narrow(dim, i, min(step, self.shape[dim] - i))
+                     for i in range(0, self.shape[dim], step))
+
+    torch.Tensor.unbind, torch.Tensor.chunk = _unbind, _chunk
+    import torch.nn.functional as F
+
+    affine_grid = F.affine_grid
+
+    def _affine_grid(theta, size, align_corners=None):
+        # no lazy kernel for the grid generator's strided view: build it on the CPU
+        if theta.device.type != "lazy":
+            return affine_grid(theta, size, align_corners)
+        return affine_grid(theta.cpu(), size, align_corners).to(theta.device)
+
+    F.affine_grid = _affine_grid
+    _init_lazy.done = True
+
+
+def sync(dev: torch.device) -> None:
+    """End of an optimisation step: a lazy device runs the step's pending graph here (as
+    XLA's mark_step), so graphs stay one step long; a no-op on CPU and CUDA."""
+    if dev.type == "lazy":
+        import torch._lazy
+
+        torch._lazy.mark_step()
+
+
+def device_record(dev: torch.device) -> dict:
+    """What metrics.json records of where a run was scored: device, torch, GPU name."""
+    gpu = None
+    if dev.type == "cuda":
+        gpu = torch.cuda.get_device_name(dev)
+    return {"device": str(dev), "torch": torch.__version__, "gpu": gpu}
 
 
 def generator(*keys) -> torch.Generator:
@@ -197,7 +287,7 @@ def fit(
         rio.torch_save(
             {
                 "step": step_done,
-                "objects": {k: v.state_dict() for k, v in objects.items()},
+                "objects": to_device({k: v.state_dict() for k, v in objects.items()}, "cpu"),
                 "torch_rng": torch.get_rng_state(),
                 "history": phase_rows,
                 "signature": run.signature,
@@ -208,6 +298,7 @@ def fit(
 
     for step in range(start, steps):
         values = {k: float(v) for k, v in (step_fn(step) or {}).items()}
+        sync(run.device)
         due = eval_every and ((step + 1) % eval_every == 0 or step + 1 == steps)
         if eval_fn is not None and due:
             with torch.inference_mode():
@@ -219,6 +310,18 @@ def fit(
         if (step + 1) % run.checkpoint_every == 0 or step + 1 == steps:
             save(step + 1)
     progress.close()
+
+
+def to_device(obj, dev: torch.device | str):
+    """`obj` with every tensor in it (dicts, lists and tuples walked) on `dev`: the one
+    place where staged data and checkpoints change device."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(dev)
+    if isinstance(obj, dict):
+        return {k: to_device(v, dev) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_device(v, dev) for v in obj)
+    return obj
 
 
 def write_history(run: Run) -> Path:
@@ -245,9 +348,11 @@ def _fmt(v):
 
 
 def save_checkpoint(run: Run, config, **state) -> Path:
-    """Write the final checkpoint: a plain dict with the row, seed, config and `state`."""
+    """Write the final checkpoint: a plain dict with the row, seed, config and `state`
+    (tensors on the CPU, so a checkpoint loads on any device)."""
     cfg = asdict(config) if hasattr(config, "__dataclass_fields__") else dict(config)
-    rio.torch_save({"row": run.row, "seed": run.seed, "config": cfg, **state}, run.checkpoint)
+    rio.torch_save({"row": run.row, "seed": run.seed, "config": cfg,
+                    **to_device(state, "cpu")}, run.checkpoint)
     return run.checkpoint
 
 

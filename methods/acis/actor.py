@@ -40,7 +40,7 @@ from rlcv.rl.potential import assignment, discounted_returns, rewards, score_mat
 def step_masks(remaining: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, T) masks of the steps that predict an instance (t < remaining) and of the steps
     whose termination is supervised (t <= remaining: the continue steps and the stop)."""
-    t = torch.arange(steps)[None, :]
+    t = torch.arange(steps, device=remaining.device)[None, :]
     return t < remaining[:, None], t <= remaining[:, None]
 
 
@@ -69,7 +69,7 @@ def matched_bce(logits: torch.Tensor, batch: Batch, pos_weight: float) -> torch.
     target = torch.gather(batch.targets, 1,
                           assign[:, :, None, None].expand(-1, -1, *logits.shape[-2:]))
     bce = F.binary_cross_entropy_with_logits(logits, target.float(), reduction="none",
-                                             pos_weight=torch.tensor(pos_weight))
+                                             pos_weight=logits.new_tensor(pos_weight))
     return (bce.mean((2, 3)) * pred_steps).sum() / pred_steps.sum().clamp(min=1)
 
 
@@ -103,7 +103,7 @@ def fit_actor(run, phase: str, data: Prepared, actor: Actor, decoder: MaskDecode
     opt = torch.optim.Adam(actor.parameters(), lr=cfg.lr)
     objects = {"actor": actor, "opt": opt}
     if mode == "ac":
-        critic = critic if critic is not None else Critic(data.hw, width)
+        critic = critic if critic is not None else Critic(data.hw, width).to(run.device)
         copt = torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr)
         objects.update(critic=critic, critic_opt=copt)
     elif mode not in ("bl", "bl-trunc"):
@@ -164,7 +164,7 @@ def fit_actor(run, phase: str, data: Prepared, actor: Actor, decoder: MaskDecode
         # actor on the recorded states, plus the KL term that keeps exploring
         critic.requires_grad_(False)
         mu, logvar, stop = replay_actor(actor, batch, ep, t)
-        a = mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=g)
+        a = mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=g).to(mu.device)
         m = torch.sigmoid(decoder(a, repeat_steps(batch.pyramid, t)))
         q_pi = (critic(image, aux, flatten_steps(ep.masks[:t]), m) * w).sum() / w.sum().clamp(min=1)
         kl = (kl_normal(mu, logvar) * w).sum() / w.sum().clamp(min=1)

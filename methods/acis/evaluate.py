@@ -35,8 +35,9 @@ from rlcv.models.acis import AUX, Actor, MaskDecoder, state_pyramid
 from rlcv.models.segnet import MaskNet
 
 
-def load_models(state: dict) -> tuple[MaskNet, MaskDecoder, Actor]:
-    """The pre-processing net, the frozen decoder and the actor of a trained checkpoint."""
+def load_models(state: dict, device) -> tuple[MaskNet, MaskDecoder, Actor]:
+    """The pre-processing net, the frozen decoder and the actor of a trained checkpoint,
+    on `device`."""
     arch = state["arch"]
     hw = tuple(arch["hw"])
     preproc = MaskNet(arch["preproc_width"], in_ch=3, out_ch=AUX)
@@ -46,7 +47,7 @@ def load_models(state: dict) -> tuple[MaskNet, MaskDecoder, Actor]:
     actor = Actor(hw, arch["latent"], arch["width"], arch["hidden"])
     actor.load_state_dict(state["actor"])
     for m in (preproc, decoder, actor):
-        m.eval()
+        m.to(device).eval()
     return preproc, decoder, actor
 
 
@@ -81,7 +82,7 @@ def n_predicted(stop: torch.Tensor) -> torch.Tensor:
 def label_maps(probs: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     """One label map per image (n, H, W): pixel = 1 + the kept step of highest
     probability where it exceeds 0.5, else 0. `keep` (n,) counts the kept steps."""
-    kept = torch.arange(probs.shape[1])[None, :] < keep[:, None]
+    kept = torch.arange(probs.shape[1], device=keep.device)[None, :] < keep[:, None]
     p = probs * kept[:, :, None, None]
     best, idx = p.max(1)
     return torch.where(best > 0.5, idx + 1, torch.zeros_like(idx))
@@ -134,7 +135,7 @@ def evaluate_split(state: dict, split: dict, tables: tuple[str, ...]) -> dict:
     many steps as the image with the most instances needs. dice_late is left out when no
     image has more than 10 instances.
     """
-    preproc, decoder, actor = load_models(state)
+    preproc, decoder, actor = load_models(state, split["image"].device)
     data = prepare(split, state["arch"]["downsample"])
     data.aux = compute_aux(preproc, data)
     max_steps = state["config"]["max_steps"]

@@ -55,7 +55,7 @@ def _staged_split(data: str, split: str) -> dict | None:
 
 
 def _rollout(state: dict, split: dict, steps: int):
-    preproc, decoder, actor = load_models(state)
+    preproc, decoder, actor = load_models(state, split["image"].device)
     data = prepare(split, state["arch"]["downsample"])
     data.aux = compute_aux(preproc, data)
     probs, stop = infer(actor, decoder, data, steps)

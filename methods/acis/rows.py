@@ -123,7 +123,7 @@ def _pretrain(cfg: AcisConfig, run, train, arch: dict, preproc=None, suffix: str
     decoder = fit_cvae(run, "cvae" + suffix, train, arch["latent"], arch["width"],
                        arch["pyramid"], cfg.cvae_steps, cfg.pretrain_batch, cfg.pretrain_lr,
                        cfg.cvae_kl, cfg.pos_weight)
-    actor = Actor(train.hw, arch["latent"], arch["width"], arch["hidden"])
+    actor = Actor(train.hw, arch["latent"], arch["width"], arch["hidden"]).to(run.device)
     fit_actor(run, "init" + suffix, train, actor, decoder, replace(cfg, lr=cfg.init_lr),
               "bl-trunc", 1, cfg.init_steps, arch["width"])
     set_exploration(actor, cfg.explore_std)
@@ -155,11 +155,11 @@ def _load_pretrained(run, cfg: AcisConfig, data):
     state = engine.load_checkpoint(next(iter(run.inputs.values())))
     arch = dict(state["arch"])
     train = prepare(data.load("train"), arch["downsample"])
-    preproc, decoder, actor = load_models(state)
+    preproc, decoder, actor = load_models(state, run.device)
     if not cfg.state_pyramid:
         arch["pyramid"] = False
         return (*_pretrain(cfg, run, train, arch, preproc, "-nosp"), arch, train)
-    critic = Critic(train.hw, arch["width"])
+    critic = Critic(train.hw, arch["width"]).to(run.device)
     critic.load_state_dict(state["critic"])
     train.aux = compute_aux(preproc, train)
     return preproc, decoder, actor, critic, arch, train

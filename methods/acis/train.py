@@ -64,7 +64,8 @@ def prepare(split: dict, downsample: int, chunk: int = 64) -> Prepared:
     for i in range(0, label.shape[0], chunk):
         onehot = F.one_hot(label[i:i + chunk], k + 1).permute(0, 3, 1, 2).float()
         work = F.avg_pool2d(onehot, downsample).argmax(1)
-        parts.append(work[:, None] == torch.arange(1, k + 1)[None, :, None, None])
+        ids = torch.arange(1, k + 1, device=work.device)
+        parts.append(work[:, None] == ids[None, :, None, None])
     inst = torch.cat(parts)
     valid = inst.flatten(2).any(2)
     order = torch.argsort((~valid).int(), dim=1, stable=True)
@@ -86,7 +87,7 @@ def compute_aux(preproc: MaskNet, data: Prepared, chunk: int = 128) -> torch.Ten
 def fit_preproc(run, phase: str, data: Prepared, width: int, steps: int, batch: int,
                 lr: float) -> MaskNet:
     """Train the standalone pre-processing network (Sec. 5.2) and return it."""
-    net = MaskNet(width, in_ch=3, out_ch=AUX)
+    net = MaskNet(width, in_ch=3, out_ch=AUX).to(run.device)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     fg_all, bins_all = angle_targets(data.inst)
 
@@ -107,7 +108,7 @@ def fit_preproc(run, phase: str, data: Prepared, width: int, steps: int, batch: 
 def random_instance(data: Prepared, idx: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     """One uniformly chosen non-empty instance mask (B, 1, h, w) per image of `idx`."""
     count = data.count[idx].clamp(min=1)
-    pick = (torch.rand(idx.shape[0], generator=g) * count).long()
+    pick = (torch.rand(idx.shape[0], generator=g).to(count.device) * count).long()
     return data.inst[idx, pick][:, None].float()
 
 
@@ -116,8 +117,8 @@ def fit_cvae(run, phase: str, data: Prepared, latent: int, width: int, pyramid: 
              pos_weight: float) -> MaskDecoder:
     """cVAE pre-training (Sec. 5.2): BCE reconstruction (object pixels weighted by
     `pos_weight`) + KL to N(0, I); returns the decoder."""
-    enc = MaskEncoder(data.hw, latent, width)
-    dec = MaskDecoder(data.hw, latent, width, pyramid)
+    enc = MaskEncoder(data.hw, latent, width).to(run.device)
+    dec = MaskDecoder(data.hw, latent, width, pyramid).to(run.device)
     opt = torch.optim.Adam([*enc.parameters(), *dec.parameters()], lr=lr)
     has = data.count > 0
     pool = torch.nonzero(has)[:, 0]
@@ -128,11 +129,11 @@ def fit_cvae(run, phase: str, data: Prepared, latent: int, width: int, pyramid: 
         image, aux = data.image[idx], data.aux[idx]
         mask = random_instance(data, idx, g)
         mu, logvar = enc(image, mask)
-        z = mu + torch.randn(mu.shape, generator=g) * (0.5 * logvar).exp()
+        z = mu + torch.randn(mu.shape, generator=g).to(mu.device) * (0.5 * logvar).exp()
         logits = dec(z, state_pyramid(image, aux))
         # per-image sums, so the KL weighs against the whole mask, not one pixel
         bce = F.binary_cross_entropy_with_logits(logits, mask, reduction="none",
-                                                 pos_weight=torch.tensor(pos_weight))
+                                                 pos_weight=mask.new_tensor(pos_weight))
         bce = bce.sum((1, 2, 3))
         kl = kl_normal(mu, logvar)
         loss = (bce + kl_weight * kl).mean()
@@ -173,12 +174,12 @@ def sample_batch(data: Prepared, batch: int, prefill: float, g: torch.Generator)
     instances are placed in M_0 (they are neither targets nor predictions)."""
     idx = torch.randint(data.image.shape[0], (batch,), generator=g)
     inst, count = data.inst[idx], data.count[idx]
-    kslots = inst.shape[1]
-    use = torch.rand(batch, generator=g) < prefill
-    k = torch.where(use, (torch.rand(batch, generator=g) * (count + 1)).long().clamp(max=count),
-                    torch.zeros_like(count))
-    valid = torch.arange(kslots)[None, :] < count[:, None]
-    keys = torch.rand(batch, kslots, generator=g) + (~valid) * 2.0
+    kslots, dev = inst.shape[1], count.device
+    use = (torch.rand(batch, generator=g) < prefill).to(dev)
+    drawn = torch.rand(batch, generator=g).to(dev)
+    k = torch.where(use, (drawn * (count + 1)).long().clamp(max=count), torch.zeros_like(count))
+    valid = torch.arange(kslots, device=dev)[None, :] < count[:, None]
+    keys = torch.rand(batch, kslots, generator=g).to(dev) + (~valid) * 2.0
     rank = torch.argsort(torch.argsort(keys, 1), 1)
     pre = rank < k[:, None]
     mask0 = (inst & pre[:, :, None, None]).any(1, keepdim=True).float()
@@ -221,7 +222,10 @@ def rollout(actor: Actor, decoder: MaskDecoder, image, aux, pyramid, mask0, step
         rec["h"].append(state[0])
         rec["c"].append(state[1])
         mu, logvar, stop, state = actor(image, aux, seen, state)
-        a = mu if g is None else mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=g)
+        if g is not None:   # drawn on the CPU generator: the same actions on every device
+            a = mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=g).to(mu.device)
+        else:
+            a = mu
         logits = decoder(a, pyramid)
         rec["logits"].append(logits)
         rec["stop"].append(stop)

@@ -108,18 +108,18 @@ def _env(cfg: dict, dm=None, crop_size: int = 0) -> BoxEnv:
                   history_len=cfg["history"])
 
 
-def _parts(state: dict, cfg: dict):
-    """(regressor, its size, DeepMask, crop size) of a checkpoint or `load_chain` dict;
-    regressor None for whole-image starts, DeepMask None when no row needs it."""
+def _parts(state: dict, cfg: dict, device):
+    """(regressor, its size, DeepMask, crop size) of a checkpoint or `load_chain` dict, on
+    `device`; regressor None for whole-image starts, DeepMask None when no row needs it."""
     if cfg["start"] == "regressor":
-        return chain_nets(state)
+        return chain_nets(state, device)
     return None, 0, None, 32
 
 
 def _starts(cfg: dict, images: torch.Tensor, reg, size: int) -> torch.Tensor:
     if cfg["start"] == "regressor":
         return regress(reg, size, images)
-    return full_boxes(images.shape[0], *images.shape[-2:])
+    return full_boxes(images.shape[0], *images.shape[-2:], images.device)
 
 
 def train_dqn(cfg: DQNConfig, data, run) -> str:
@@ -127,10 +127,10 @@ def train_dqn(cfg: DQNConfig, data, run) -> str:
     c = asdict(cfg)
     train, val = data.load("train"), data.load("val")
     state = load_chain(run) if cfg.start == "regressor" else {}
-    reg, size, dm, crop_size = _parts(state, c)
+    reg, size, dm, crop_size = _parts(state, c, run.device)
     env = _env(c, dm, crop_size)
     qnet = QNet(env.obs_channels, env.history_len * env.n_actions, env.n_actions, cfg.width,
-                cfg.hidden, cfg.backbone)
+                cfg.hidden, cfg.backbone).to(run.device)
     agent = DQNAgent(qnet, cfg.lr, cfg.gamma, cfg.replay_batch, cfg.target_every)
     memory = ReplayMemory(cfg.replay, cfg.history)
     images = as_float(train["image"])
@@ -172,10 +172,10 @@ def evaluate_dqn(ckpt: str, data) -> dict:
     0.5 (active-loc-table1); in the pipeline, DeepMask's mask IoU on them (Table 1)."""
     state = engine.load_checkpoint(ckpt)
     c = state["config"]
-    reg, size, dm, crop_size = _parts(state, c)
+    reg, size, dm, crop_size = _parts(state, c, data.device)
     env = _env(c, dm, crop_size)
     qnet = QNet(state["obs_channels"], c["history"] * env.n_actions, env.n_actions, c["width"],
-                c["hidden"], c["backbone"])
+                c["hidden"], c["backbone"]).to(data.device)
     qnet.load_state_dict(state["q"])
     val = data.load("val")
     res = greedy(env, qnet, as_float(val["image"]), _starts(c, val["image"], reg, size),

@@ -53,12 +53,12 @@ class Task:
 
     def targets(self, label: torch.Tensor) -> torch.Tensor:
         """Stored labels (N, H, W) -> class indices (long), IGNORE where excluded."""
-        return self.lut[label.long()]
+        return self.lut.to(label.device)[label.long()]
 
     def score(self, pred: torch.Tensor, split: dict, main_only: bool = False) -> dict[str, float]:
         """Scores of predicted class indices (N, H, W) against `split` (staged fields);
         `main_only`: just `main_metric` (Cityscapes then skips the instance statistics)."""
-        out = self.to_output[pred.long()]
+        out = self.to_output.to(pred.device)[pred.long()]
         if self.dataset == "ade20k":
             conf = confusion_matrix(out, split["label"].long(), 151, ignore_index=0)
             scores = {"miou": float(miou(conf, ignore_index=0)),

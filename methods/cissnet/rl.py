@@ -86,7 +86,8 @@ def choose(logits: torch.Tensor, mode: str, g: torch.Generator | None = None) ->
     if mode == "greedy":
         return logits.argmax(1)
     p_adopt = torch.softmax(logits, 1)[:, 1]
-    return (torch.rand(p_adopt.shape, generator=g) < p_adopt).long()
+    # drawn on the CPU generator, then moved: the same B on every device
+    return (torch.rand(p_adopt.shape, generator=g).to(p_adopt.device) < p_adopt).long()
 
 
 def rollout(snet: SegmentNet, cnet: ContextNet | None, x: torch.Tensor, steps: int,

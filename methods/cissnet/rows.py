@@ -143,8 +143,8 @@ def _predict(logits: torch.Tensor, size) -> torch.Tensor:
 def train_baseline(cfg: BaselineConfig, data, run) -> str:
     """Train the domain CNN and Base Net with cross-entropy (the Baseline row)."""
     task, train, val = _staged(data)
-    domain = DomainNet(cfg.width, cfg.channels, cfg.layers)
-    base = BaseNet(cfg.channels, task.num_classes)
+    domain = DomainNet(cfg.width, cfg.channels, cfg.layers).to(run.device)
+    base = BaseNet(cfg.channels, task.num_classes).to(run.device)
     params = [*domain.parameters(), *base.parameters()]
     opt = torch.optim.Adam(params, lr=cfg.lr)
     targets = task.targets(train["label"])
@@ -173,17 +173,17 @@ def train_baseline(cfg: BaselineConfig, data, run) -> str:
                                   num_classes=task.num_classes)
 
 
-def _load_baseline(path) -> tuple[DomainNet, dict]:
+def _load_baseline(path, device) -> tuple[DomainNet, dict]:
     state = engine.load_checkpoint(path)
     c = state["config"]
-    domain = DomainNet(c["width"], c["channels"], c["layers"])
+    domain = DomainNet(c["width"], c["channels"], c["layers"]).to(device)
     domain.load_state_dict(state["domain"])
     return domain, state
 
 
-def _build(cfg: CissConfig, channels: int, num_classes: int):
-    snet = SegmentNet(channels, num_classes, cfg.width, cfg.embed, tuple(cfg.bins))
-    cnet = (ContextNet(channels, num_classes, cfg.width, cfg.embed, tuple(cfg.bins))
+def _build(cfg: CissConfig, channels: int, num_classes: int, device):
+    snet = SegmentNet(channels, num_classes, cfg.width, cfg.embed, tuple(cfg.bins)).to(device)
+    cnet = (ContextNet(channels, num_classes, cfg.width, cfg.embed, tuple(cfg.bins)).to(device)
             if cfg.context == "learned" else None)
     return snet, cnet
 
@@ -191,7 +191,7 @@ def _build(cfg: CissConfig, channels: int, num_classes: int):
 def _fit_ciss(cfg: CissConfig, run, phase: str, task: Task, base_state: dict,
               x: torch.Tensor, targets: torch.Tensor, x_val: torch.Tensor, val: dict) -> dict:
     """Train one S-Net (+ C-Net) from the baseline's Base Net; its state dicts."""
-    snet, cnet = _build(cfg, x.shape[1], task.num_classes)
+    snet, cnet = _build(cfg, x.shape[1], task.num_classes, x.device)
     snet.base.load_state_dict(base_state)
     snet.base.requires_grad_(cfg.train_base)
     params = [p for p in snet.parameters() if p.requires_grad]
@@ -225,7 +225,7 @@ def _fit_ciss(cfg: CissConfig, run, phase: str, task: Task, base_state: dict,
 def _prepare(data, run):
     task, train, val = _staged(data)
     (path,) = run.inputs.values()        # the baseline row of the same dataset and seed
-    domain, base = _load_baseline(path)
+    domain, base = _load_baseline(path, run.device)
     return (task, base, features(domain, train["image"]), task.targets(train["label"]),
             features(domain, val["image"]), val, domain)
 
@@ -269,16 +269,17 @@ def train_ablations(cfg: AblationConfig, data, run) -> str:
                                   variants=variants)
 
 
-def load_models(state: dict, variant: dict | None = None):
-    """(domain, S-Net, C-Net or None, config) of a CiSS-Net checkpoint or ablation variant."""
+def load_models(state: dict, variant: dict | None = None, device="cpu"):
+    """(domain, S-Net, C-Net or None, config) of a CiSS-Net checkpoint or ablation variant,
+    the networks on `device`."""
     c = {**state["config"], **{k: variant[k] for k in ("context", "lambda2", "gamma")
                                if variant is not None}}
     cfg = CissConfig(**{k: v for k, v in c.items() if k in CissConfig.__dataclass_fields__})
     dc = state["domain_config"]
-    domain = DomainNet(dc["width"], dc["channels"], dc["layers"])
+    domain = DomainNet(dc["width"], dc["channels"], dc["layers"]).to(device)
     domain.load_state_dict(state["domain"])
     nets = variant if variant is not None else state
-    snet, cnet = _build(cfg, dc["channels"], state["num_classes"])
+    snet, cnet = _build(cfg, dc["channels"], state["num_classes"], device)
     snet.load_state_dict(nets["snet"])
     if cnet is not None:
         cnet.load_state_dict(nets["cnet"])
@@ -300,8 +301,8 @@ def chain_predictions(snet, cnet, cfg: CissConfig, x_val, steps: int, size) -> l
 def evaluate_baseline(ckpt: str, data) -> dict:
     """Baseline scores on val: the Base Net alone (Eq. 1 without context)."""
     task, _, val = _staged(data)
-    domain, state = _load_baseline(ckpt)
-    base = BaseNet(state["config"]["channels"], state["num_classes"])
+    domain, state = _load_baseline(ckpt, data.device)
+    base = BaseNet(state["config"]["channels"], state["num_classes"]).to(data.device)
     base.load_state_dict(state["base"])
     with torch.no_grad():
         logits = base(features(domain, val["image"]))
@@ -312,7 +313,7 @@ def evaluate_ciss(ckpt: str, data) -> dict:
     """Scores at t = eval_steps, plus `metric@Step t` for Table 1 (learned context only)."""
     task, _, val = _staged(data)
     state = engine.load_checkpoint(ckpt)
-    domain, snet, cnet, cfg = load_models(state)
+    domain, snet, cnet, cfg = load_models(state, device=data.device)
     table = [t for t in cfg.table_steps if t != cfg.eval_steps] if cnet is not None else []
     preds = chain_predictions(snet, cnet, cfg, features(domain, val["image"]),
                               max((cfg.eval_steps, *table)), val["label"].shape[-2:])
@@ -328,7 +329,7 @@ def evaluate_ablations(ckpt: str, data) -> dict:
     state = engine.load_checkpoint(ckpt)
     out, x_val = {}, None
     for variant in state["variants"]:
-        domain, snet, cnet, cfg = load_models(state, variant)
+        domain, snet, cnet, cfg = load_models(state, variant, data.device)
         x_val = features(domain, val["image"]) if x_val is None else x_val
         pred = chain_predictions(snet, cnet, cfg, x_val, cfg.eval_steps, val["label"].shape[-2:])
         scores = task.score(pred[-1], val)

@@ -100,7 +100,7 @@ def _starts(start: str, images: torch.Tensor, reg=None, size: int = 0) -> torch.
     if start == "regressor":
         return regress(reg, size, images)
     if start == "image":
-        return full_boxes(images.shape[0], *images.shape[-2:])
+        return full_boxes(images.shape[0], *images.shape[-2:], images.device)
     raise ValueError(f"start must be 'regressor' or 'image', got {start!r}")
 
 
@@ -109,17 +109,18 @@ def train_agent(cfg: AgentConfig, data, run) -> str:
     train, val = data.load("train"), data.load("val")
     if cfg.start == "regressor":
         chain = load_chain(run)
-        reg, size, dm, crop_size = chain_nets(chain)
+        reg, size, dm, crop_size = chain_nets(chain, run.device)
     else:
         reg, size = None, 0
-        dm, crop_size = load_deepmask(run.inputs["gt-bbox-deepmask"])
+        dm, crop_size = load_deepmask(run.inputs["gt-bbox-deepmask"], run.device)
         state = engine.load_checkpoint(run.inputs["gt-bbox-deepmask"])
         chain = {"deepmask": state["model"], "deepmask_config": state["config"]}
     starts = _starts(cfg.start, train["image"], reg, size)
     probe = slice(0, min(cfg.eval_images, val["image"].shape[0]))
     val_starts = _starts(cfg.start, val["image"][probe], reg, size)
     env = _env(deepmask_recognizer(dm, crop_size), cfg)
-    net = PolicyValueNet(env.obs_channels, env.n_actions, cfg.width, cfg.hidden, cfg.backbone)
+    net = PolicyValueNet(env.obs_channels, env.n_actions, cfg.width, cfg.hidden,
+                         cfg.backbone).to(run.device)
     agent = TDActorCritic(net, cfg.lr, cfg.gamma, cfg.entropy, cfg.value_coef)
     recog_opt = torch.optim.Adam(dm.parameters(), lr=cfg.recog_lr)
     images = as_float(train["image"])
@@ -154,22 +155,24 @@ def train_agent(cfg: AgentConfig, data, run) -> str:
                                   upgraded=dm.state_dict(), **chain)
 
 
-def _load(ckpt: str):
-    """(config dict, policy, upgraded DeepMask, crop size, regressor or None, its size, chain)."""
+def _load(ckpt: str, device):
+    """(config dict, policy, upgraded DeepMask, crop size, regressor or None, its size, chain),
+    the networks on `device`."""
     state = engine.load_checkpoint(ckpt)
     cfg = state["config"]
-    net = PolicyValueNet(state["obs_channels"], 9, cfg["width"], cfg["hidden"], cfg["backbone"])
+    net = PolicyValueNet(state["obs_channels"], 9, cfg["width"], cfg["hidden"],
+                         cfg["backbone"]).to(device)
     net.load_state_dict(state["policy"])
-    dm = MaskNet(state["deepmask_config"]["width"])
+    dm = MaskNet(state["deepmask_config"]["width"]).to(device)
     dm.load_state_dict(state["upgraded"])
     reg, size = None, 0
     if cfg["start"] == "regressor":
-        reg, size, _, _ = chain_nets(state)
+        reg, size, _, _ = chain_nets(state, device)
     return cfg, net.eval(), dm.eval(), state["deepmask_config"]["crop_size"], reg, size, state
 
 
 def _rollout(ckpt: str, data, record: bool = False, limit: int | None = None):
-    cfg, net, dm, crop_size, reg, size, state = _load(ckpt)
+    cfg, net, dm, crop_size, reg, size, state = _load(ckpt, data.device)
     val = data.load("val")
     sl = slice(0, limit)
     images, masks, gt = val["image"][sl], val["mask"][sl], val["box"][sl]
@@ -204,7 +207,7 @@ def figures(params, results: Path) -> list[tuple[Path, str]]:
         return []
     res, starts, (dm, crop_size), state, (images, masks, gt) = _rollout(
         str(ckpt), Staged(staged), record=True, limit=4)
-    _, _, pre, pre_crop = chain_nets(state)
+    _, _, pre, pre_crop = chain_nets(state, "cpu")
     cols = min(res["trace"].shape[0], 7)
 
     def panel(net, size, box, label):

@@ -53,7 +53,7 @@ def jitter_boxes(boxes: torch.Tensor, amount: float, g: torch.Generator) -> torc
     """Shift and scale boxes by up to `amount` of their size (DeepMask's jittered crops)."""
     x0, y0, x1, y1 = boxes.unbind(1)
     w, h = x1 - x0, y1 - y0
-    noise = (torch.rand(boxes.shape[0], 4, generator=g) * 2 - 1) * amount
+    noise = ((torch.rand(boxes.shape[0], 4, generator=g) * 2 - 1) * amount).to(boxes.device)
     cx = (x0 + x1) / 2 + noise[:, 0] * w
     cy = (y0 + y1) / 2 + noise[:, 1] * h
     w, h = w * (1 + noise[:, 2]), h * (1 + noise[:, 3])
@@ -77,7 +77,7 @@ def predict_masks(model: MaskNet, images: torch.Tensor, boxes: torch.Tensor, cro
 def _box_source(images: torch.Tensor, boxes: torch.Tensor, source: str) -> torch.Tensor:
     if source == "gt":
         return boxes
-    return full_boxes(images.shape[0], *images.shape[-2:])
+    return full_boxes(images.shape[0], *images.shape[-2:], images.device)
 
 
 def _fit(cfg: DeepMaskConfig, data, run, model: MaskNet, source: str, phase: str) -> None:
@@ -137,7 +137,7 @@ def evaluate(ckpt: str, data) -> dict:
     """Mean mask IoU on val, boxes from the checkpoint's source (GT box or whole image)."""
     state = engine.load_checkpoint(ckpt)
     cfg = state["config"]
-    model = MaskNet(cfg["width"])
+    model = MaskNet(cfg["width"]).to(data.device)
     model.load_state_dict(state["model"])
     val = data.load("val")
     boxes = _box_source(val["image"], val["box"], state["box_source"])

@@ -132,7 +132,7 @@ def evaluate_posenets(ckpt: str, data) -> dict:
     p = people(val)
     out = {}
     for kind, label in BOXES.items():
-        net = load_pose_net(state["pose"][kind], state["pose_arch"])
+        net = load_pose_net(state["pose"][kind], state["pose_arch"], data.device)
         joints, _ = predict(net, state["pose_arch"], as_float(val["image"]), p["image"],
                             person_boxes(kind, p))
         out["pckh_total" + ("" if kind == "loose" else f"@{label}")] = pckh_total(joints, p)
@@ -150,9 +150,9 @@ def _train_rmpe(cfg: RMPEConfig, data, run) -> str:
     arch = loose["pose_arch"]
     image_size = data.load("train")["image"].shape[-1]
     det_arch = {k: getattr(cfg, k) for k in DET_ARCH}
-    detector = build_person_detector(det_arch, image_size)
+    detector = build_person_detector(det_arch, image_size).to(run.device)
     fit_detector(run, "detector", detector, data, cfg.det_steps, cfg.det_batch, cfg.det_lr)
-    net = load_pose_net(loose["pose"]["loose"], arch)
+    net = load_pose_net(loose["pose"]["loose"], arch, run.device)
     fit_pose(run, "finetune_tight", net, arch, data, "tight", cfg.finetune_steps, cfg.batch_size,
              cfg.finetune_lr, cfg.jitter, max(cfg.finetune_steps // 2, 1), 0)
     return engine.save_checkpoint(run, cfg, pose=net.state_dict(), pose_arch=arch,
@@ -170,9 +170,9 @@ def _evaluate_rmpe(ckpt: str, data) -> dict:
     cfg = state["config"]
     val = data.load("val")
     images = as_float(val["image"])
-    dets = detections(load_detector(state, images.shape[-1]), images, cfg["det_score"],
-                      cfg["max_dets"])
-    net = load_pose_net(state["pose"], state["pose_arch"])
+    dets = detections(load_detector(state, images.shape[-1], data.device), images,
+                      cfg["det_score"], cfg["max_dets"])
+    net = load_pose_net(state["pose"], state["pose_arch"], data.device)
     joints, peaks = predict(net, state["pose_arch"], images, dets["image"], dets["boxes"])
     return multi_person_ap(val, dets, joints, peaks, PoseNMS(eta=cfg["nms_eta"]))
 

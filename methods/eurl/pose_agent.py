@@ -150,7 +150,8 @@ class SequenceEnv(BoxEnv):
 
     def reset(self, images, boxes, targets, record=False):
         obs = super().reset(images, boxes, targets, record)
-        self.visited = [(torch.arange(self.boxes.shape[0]), self.boxes.clone())]
+        self.visited = [(torch.arange(self.boxes.shape[0], device=self.boxes.device),
+                         self.boxes.clone())]
         return obs
 
     def step(self, actions):
@@ -232,7 +233,7 @@ def _pipeline(run, data) -> dict:
     rc = rmpe["config"]
     train, val = data.load("train"), data.load("val")
     images, val_images = as_float(train["image"]), as_float(val["image"])
-    detector = load_detector(rmpe, images.shape[-1])
+    detector = load_detector(rmpe, images.shape[-1], run.device)
     tp, vp = people(train), people(val)
     starts, _ = _starts(detections(detector, images, rc["det_score"], rc["max_dets"]), tp)
     val_starts, val_ok = _starts(detections(detector, val_images, rc["det_score"],
@@ -249,12 +250,12 @@ def _fit_variant(c: dict, run, sh: dict, phase: str) -> dict:
         raise ValueError(f"upgrade must be one of {UPGRADES}, got {c['upgrade']!r}")
     arch = sh["rmpe"]["pose_arch"]
     images, tp, starts = sh["images"], sh["tp"], sh["starts"]
-    net = load_pose_net(sh["rmpe"]["pose"], arch)
+    net = load_pose_net(sh["rmpe"]["pose"], arch, run.device)
     env = make_env(net, arch, c)
     with torch.random.fork_rng():
         torch.manual_seed(run.seed)
         policy = PolicyValueNet(env.obs_channels, env.n_actions, c["width"], c["hidden"],
-                                c["backbone"])
+                                c["backbone"]).to(run.device)
     agent = TDActorCritic(policy, c["lr"], c["gamma"], c["entropy"])
     recog_opt = torch.optim.Adam(net.parameters(), lr=c["recog_lr"])
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -274,7 +275,7 @@ def _fit_variant(c: dict, run, sh: dict, phase: str) -> dict:
 
     def eval_fn() -> dict:
         out = {"train_pckh": _person_pckh(env, policy, images, tprobe, starts[probe],
-                                          torch.ones(len(probe), dtype=torch.bool), arch),
+                                          starts.new_ones(len(probe), dtype=torch.bool), arch),
                "val_pckh": _person_pckh(env, policy, sh["val_images"], sh["vp"],
                                         sh["val_starts"], sh["val_ok"], arch)}
         if c["plateau_patience"]:
@@ -324,23 +325,24 @@ def evaluate_agent(ckpt: str, data) -> dict:
 
 def _evaluate_variant(state: dict, variant: dict, val: dict, with_pckh: bool) -> dict:
     cfg, rc, arch = variant["config"], state["rmpe_config"], state["pose_arch"]
-    images = as_float(val["image"])
-    dets = detections(load_detector(state, images.shape[-1]), images, rc["det_score"],
+    images, dev = as_float(val["image"]), val["image"].device
+    dets = detections(load_detector(state, images.shape[-1], dev), images, rc["det_score"],
                       rc["max_dets"])
-    net = load_pose_net(variant["pose"], arch)
+    net = load_pose_net(variant["pose"], arch, dev)
     policy = PolicyValueNet(variant["obs_channels"], 9, cfg["width"], cfg["hidden"],
-                            cfg["backbone"])
+                            cfg["backbone"]).to(dev)
     policy.load_state_dict(variant["policy"])
     env = make_env(net, arch, cfg)
     # no ground truth at test time: the loss (hence the rewards) is computed against
     # empty targets and ignored; the greedy policy only reads the observations
     d = dets["boxes"].shape[0]
-    blank = {"joints": torch.zeros(d, 16, 2), "vis": torch.zeros(d, 16, dtype=torch.bool)}
+    blank = {"joints": images.new_zeros(d, 16, 2),
+             "vis": torch.zeros(d, 16, dtype=torch.bool, device=dev)}
     if d:
         res = greedy(env, policy, images[dets["image"]], dets["boxes"], blank)
         joints, peaks = predict_from_heatmaps(last(res["outputs"]), res["boxes"], arch)
     else:
-        joints, peaks = torch.zeros(0, 16, 2), torch.zeros(0, 16)
+        joints, peaks = images.new_zeros(0, 16, 2), images.new_zeros(0, 16)
     out = multi_person_ap(val, dets, joints, peaks, PoseNMS(eta=rc["nms_eta"]))
     if with_pckh:
         vp = people(val)

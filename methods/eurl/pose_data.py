@@ -59,9 +59,9 @@ def people(split: dict) -> dict:
     """The annotated people of a staged split as flat tensors: `image` (P,) index of the
     image, `joints` (P, 16, 2), `vis` bool (P, 16), `head` (P, 4), `center`, `scale`."""
     n = split["num_people"]
-    valid = torch.arange(split["joints"].shape[1])[None] < n[:, None]
+    valid = torch.arange(split["joints"].shape[1], device=n.device)[None] < n[:, None]
     valid &= split["joints_vis"].bool().any(-1)
-    image = torch.arange(n.shape[0])[:, None].expand_as(valid)[valid]
+    image = torch.arange(n.shape[0], device=n.device)[:, None].expand_as(valid)[valid]
     return {"image": image, "joints": split["joints"][valid].float(),
             "vis": split["joints_vis"][valid].bool(), "head": split["head_boxes"][valid].float(),
             "center": split["center"][valid].float(), "scale": split["scale"][valid].float()}
@@ -128,7 +128,7 @@ def training_batch(arch: dict, images: torch.Tensor, p: dict, boxes: torch.Tenso
     b = jitter_boxes(boxes[idx], jitter, g) if jitter else boxes[idx]
     x = crop(images, b, arch["crop_size"], p["image"][idx])
     tg, w, out = pose_targets(arch, p["joints"][idx], p["vis"][idx], b)
-    flip = torch.rand(idx.shape[0], generator=g) < 0.5
+    flip = (torch.rand(idx.shape[0], generator=g) < 0.5).to(x.device)
     x = torch.where(flip[:, None, None, None], x.flip(-1), x)
     tg = torch.where(flip[:, None, None, None], tg.flip(-1)[:, list(FLIP)], tg)
     w = torch.where(flip[:, None], w[:, list(FLIP)], w)
@@ -150,7 +150,7 @@ def predict(net: StackedHourglass, arch: dict, images: torch.Tensor, image_idx: 
         joints.append(j)
         peaks.append(pk)
     if not joints:
-        return torch.zeros(0, 16, 2), torch.zeros(0, 16)
+        return images.new_zeros(0, 16, 2), images.new_zeros(0, 16)
     return torch.cat(joints), torch.cat(peaks)
 
 
@@ -234,7 +234,8 @@ def detector_targets(split: dict, idx: torch.Tensor, flip: torch.Tensor) -> list
         b = b[((b[:, 2:] - b[:, :2]) > 1).all(1)]
         if f:
             b = flip_boxes(b, width)
-        out.append({"boxes": b, "labels": torch.ones(b.shape[0], dtype=torch.long)})
+        out.append({"boxes": b, "labels": torch.ones(b.shape[0], dtype=torch.long,
+                                                     device=b.device)})
     return out
 
 
@@ -268,7 +269,7 @@ def detections(model, images: torch.Tensor, min_score: float, max_dets: int) -> 
     idx, boxes, scores = [], [], []
     for i, d in enumerate(dets):
         keep = (d["scores"] >= min_score).nonzero()[:, 0][:max_dets]
-        idx.append(torch.full((keep.numel(),), i, dtype=torch.long))
+        idx.append(torch.full((keep.numel(),), i, dtype=torch.long, device=keep.device))
         boxes.append(d["boxes"][keep])
         scores.append(d["scores"][keep])
     return {"image": torch.cat(idx), "boxes": torch.cat(boxes).float(),
@@ -279,10 +280,11 @@ def match_people(dets: dict, p: dict, min_iou: float = 0.0) -> torch.Tensor:
     """For every person, the detection of its image overlapping its tight box most
     (-1 when none reaches `min_iou` or the image has no detection)."""
     tight = person_boxes("tight", p)
-    iou = box_iou(tight, dets["boxes"]) if dets["boxes"].numel() else torch.zeros(len(tight), 0)
+    iou = (box_iou(tight, dets["boxes"]) if dets["boxes"].numel()
+           else tight.new_zeros(len(tight), 0))
     iou = torch.where(p["image"][:, None] == dets["image"][None], iou, -1.0)
     if iou.shape[1] == 0:
-        return torch.full((len(tight),), -1, dtype=torch.long)
+        return torch.full((len(tight),), -1, dtype=torch.long, device=tight.device)
     best, who = iou.max(1)
     return torch.where(best > min_iou, who, -1)
 
@@ -317,16 +319,16 @@ def detector_state(model, arch: dict) -> dict:
     return {"detector": model.state_dict(), "detector_arch": dict(arch)}
 
 
-def load_detector(state: dict, image_size: int):
-    """The person detector of a checkpoint written with `detector_state`."""
-    model = build_person_detector(state["detector_arch"], image_size)
+def load_detector(state: dict, image_size: int, device):
+    """The person detector of a checkpoint written with `detector_state`, on `device`."""
+    model = build_person_detector(state["detector_arch"], image_size).to(device)
     model.load_state_dict(state["detector"])
     return model.eval()
 
 
-def load_pose_net(weights: dict, arch: dict) -> StackedHourglass:
-    """A stacked hourglass with `arch` and `weights`, in eval mode."""
-    net = build_pose_net(arch)
+def load_pose_net(weights: dict, arch: dict, device) -> StackedHourglass:
+    """A stacked hourglass with `arch` and `weights`, on `device`, in eval mode."""
+    net = build_pose_net(arch).to(device)
     net.load_state_dict(weights)
     return net.eval()
 

@@ -88,18 +88,19 @@ def flip_batch(images: torch.Tensor, masks: torch.Tensor, boxes: torch.Tensor):
     return images.flip(-1), masks.flip(-1), flipped
 
 
-def load_deepmask(path) -> tuple[MaskNet, int]:
-    """The DeepMask network of a `gt-bbox-deepmask` checkpoint and its crop size."""
+def load_deepmask(path, device) -> tuple[MaskNet, int]:
+    """The DeepMask network of a `gt-bbox-deepmask` checkpoint (on `device`) and its crop
+    size."""
     state = engine.load_checkpoint(path)
-    net = MaskNet(state["config"]["width"])
+    net = MaskNet(state["config"]["width"]).to(device)
     net.load_state_dict(state["model"])
     return net.eval(), state["config"]["crop_size"]
 
 
-def load_regressor(path) -> tuple[BoxRegressor, int]:
-    """The network of a `box-regressor` checkpoint and its input size."""
+def load_regressor(path, device) -> tuple[BoxRegressor, int]:
+    """The network of a `box-regressor` checkpoint (on `device`) and its input size."""
     state = engine.load_checkpoint(path)
-    net = BoxRegressor(state["config"]["width"])
+    net = BoxRegressor(state["config"]["width"]).to(device)
     net.load_state_dict(state["model"])
     return net.eval(), state["config"]["input_size"]
 
@@ -112,10 +113,11 @@ def load_chain(run) -> dict:
             "deepmask": dm["model"], "deepmask_config": dm["config"]}
 
 
-def chain_nets(state: dict) -> tuple[BoxRegressor, int, MaskNet, int]:
-    """(regressor, its input size, DeepMask, its crop size) from a `load_chain` dict."""
-    reg = BoxRegressor(state["regressor_config"]["width"])
-    dm = MaskNet(state["deepmask_config"]["width"])
+def chain_nets(state: dict, device) -> tuple[BoxRegressor, int, MaskNet, int]:
+    """(regressor, its input size, DeepMask, its crop size) from a `load_chain` dict, the
+    networks on `device`."""
+    reg = BoxRegressor(state["regressor_config"]["width"]).to(device)
+    dm = MaskNet(state["deepmask_config"]["width"]).to(device)
     reg.load_state_dict(state["regressor"])
     dm.load_state_dict(state["deepmask"])
     return (reg.eval(), state["regressor_config"]["input_size"], dm.eval(),
@@ -210,7 +212,7 @@ def train_regressor(cfg: RegressorConfig, data, run) -> str:
 
 def evaluate_regressor(ckpt: str, data) -> dict:
     """The regressor as a localiser: mean box IoU and recall at 0.5 on val."""
-    net, size = load_regressor(ckpt)
+    net, size = load_regressor(ckpt, data.device)
     val = data.load("val")
     return box_scores(regress(net, size, val["image"]), val["box"])
 
@@ -226,7 +228,7 @@ def train_regress_deepmask(cfg: PipelineConfig, data, run) -> str:
 
 def evaluate_regress_deepmask(ckpt: str, data) -> dict:
     """Average mask IoU of DeepMask on the regressed boxes (val)."""
-    reg, size, dm, crop_size = chain_nets(engine.load_checkpoint(ckpt))
+    reg, size, dm, crop_size = chain_nets(engine.load_checkpoint(ckpt), data.device)
     val = data.load("val")
     boxes = regress(reg, size, val["image"])
     return {"avg_iou": mask_score(dm, crop_size, val["image"], boxes, val["mask"])}
@@ -247,7 +249,7 @@ def train_stn(cfg: STNConfig, data, run) -> str:
     """Train regressor -> spatial transformer -> DeepMask end to end on the mask loss."""
     train, val = data.load("train"), data.load("val")
     chain = load_chain(run)
-    reg, size, dm, crop_size = chain_nets(chain)
+    reg, size, dm, crop_size = chain_nets(chain, run.device)
     params = [*reg.parameters(), *dm.parameters()]
     opt = torch.optim.Adam(params, lr=cfg.lr)
     n = train["image"].shape[0]
@@ -294,6 +296,6 @@ def _stn_score(reg, size, dm, crop_size, images, masks, batch: int = 64) -> floa
 
 def evaluate_stn(ckpt: str, data) -> dict:
     """Average mask IoU of the end-to-end trained STN pipeline (val)."""
-    reg, size, dm, crop_size = chain_nets(engine.load_checkpoint(ckpt))
+    reg, size, dm, crop_size = chain_nets(engine.load_checkpoint(ckpt), data.device)
     val = data.load("val")
     return {"avg_iou": _stn_score(reg, size, dm, crop_size, val["image"], val["mask"])}

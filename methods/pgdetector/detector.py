@@ -159,7 +159,7 @@ def _ohem_loss(model, images, targets, cfg, g) -> tuple[torch.Tensor, dict]:
     reg = out["box_regression"].reshape(logits.shape[0], -1, 4)
     fg = labels > 0
     ce = F.cross_entropy(logits, labels, reduction="none")
-    l1 = F.smooth_l1_loss(reg[torch.arange(len(labels)), labels],
+    l1 = F.smooth_l1_loss(reg[torch.arange(len(labels), device=labels.device), labels],
                           torch.cat(out["regression_targets"]), beta=1 / 9,
                           reduction="none").sum(1) * fg
     hard, start = [], 0
@@ -315,17 +315,17 @@ def train_eval_variant(cfg: PGDetectorConfig, data, run) -> Path:
     return engine.save_checkpoint(run, cfg, arch=src["arch"], model=src["model"])
 
 
-def load_model(ckpt: str | Path, image_size: int):
-    """The detector of a checkpoint of these rows and its row config."""
+def load_model(ckpt: str | Path, image_size: int, device="cpu"):
+    """The detector of a checkpoint of these rows (on `device`) and its row config."""
     state = engine.load_checkpoint(ckpt)
-    model = _model(state["arch"], image_size)
+    model = _model(state["arch"], image_size).to(device)
     model.load_state_dict(state["model"])
     return model.eval(), state["config"]
 
 
 def evaluate(ckpt: str, data) -> dict:
     """COCO AP, AP50, AP75, APs, APm, APl on the staged val split, with the row's NMS."""
-    model, cfg = load_model(ckpt, _image_size(data))
+    model, cfg = load_model(ckpt, _image_size(data), data.device)
     return coco_scores(model, data.load("val"), _val_gt(data), cfg)
 
 

@@ -46,8 +46,8 @@ def angle_targets(inst: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     quantised into 8 bins (Uhrig et al. [35]); background pixels get bin 0 (ignored)."""
     b, k, h, w = inst.shape
     m = inst.float()
-    ys = torch.arange(h, dtype=torch.float32)[:, None].expand(h, w)
-    xs = torch.arange(w, dtype=torch.float32)[None, :].expand(h, w)
+    ys = torch.arange(h, dtype=torch.float32, device=inst.device)[:, None].expand(h, w)
+    xs = torch.arange(w, dtype=torch.float32, device=inst.device)[None, :].expand(h, w)
     area = m.sum((2, 3)).clamp(min=1)
     cy, cx = (m * ys).sum((2, 3)) / area, (m * xs).sum((2, 3)) / area
     # every pixel belongs to at most one instance: sum the per-instance offsets
@@ -159,7 +159,7 @@ class Actor(nn.Module):
 
     def initial_state(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Zero LSTM state (h, c) for `n` episodes."""
-        z = torch.zeros(n, self.hidden)
+        z = torch.zeros(n, self.hidden, device=self.logvar.bias.device)
         return z, z.clone()
 
     def forward(self, image, aux, mask, state):

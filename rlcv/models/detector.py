@@ -196,7 +196,8 @@ def decode_candidates(model: FasterRCNN, box_regression: torch.Tensor,
         if classes is None:
             boxes = model.roi_heads.box_coder.decode(reg, rois)
         else:
-            deltas = reg.reshape(reg.shape[0], -1, 4)[torch.arange(reg.shape[0]), classes]
+            rows = torch.arange(reg.shape[0], device=reg.device)
+            deltas = reg.reshape(reg.shape[0], -1, 4)[rows, classes]
             boxes = model.roi_heads.box_coder.decode_single(deltas, torch.cat(rois))
     out = boxes.split([r.shape[0] for r in rois])
     return [clip_boxes_to_image(b, s) for b, s in zip(out, image_sizes, strict=True)]
@@ -235,7 +236,7 @@ def detect(model: FasterRCNN, images: list[torch.Tensor], nms: NmsFn = greedy_nm
         for boxes, scores, size, img in zip(per_boxes, per_scores, sized.image_sizes, chunk,
                                             strict=True):
             n_cls = scores.shape[1]
-            labels = torch.arange(n_cls).view(1, -1).expand_as(scores)
+            labels = torch.arange(n_cls, device=scores.device).view(1, -1).expand_as(scores)
             boxes, scores, labels = (boxes[:, 1:].reshape(-1, 4), scores[:, 1:].reshape(-1),
                                      labels[:, 1:].reshape(-1))
             ok = torch.where(scores > heads.score_thresh)[0]
@@ -246,7 +247,7 @@ def detect(model: FasterRCNN, images: list[torch.Tensor], nms: NmsFn = greedy_nm
             top = heads.detections_per_img
             keep, kept_scores = keep[:top], kept_scores[:top]
             # back from the transform's frame to the input image's pixels
-            ratio = torch.tensor([img.shape[-1] / size[1], img.shape[-2] / size[0]] * 2)
+            ratio = boxes.new_tensor([img.shape[-1] / size[1], img.shape[-2] / size[0]] * 2)
             out.append({"boxes": boxes[keep] * ratio, "scores": kept_scores,
                         "labels": labels[keep]})
     return out

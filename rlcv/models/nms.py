@@ -43,14 +43,14 @@ def soft_nms(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor,
     n = boxes.shape[0]
     limit = n if max_dets is None else min(n, max_dets)
     if n == 0:
-        return torch.zeros(0, dtype=torch.long), scores.new_zeros(0)
+        return torch.zeros(0, dtype=torch.long, device=scores.device), scores.new_zeros(0)
     iou = box_iou(*(2 * [_offset_by_class(boxes.float(), labels)]))
     if method == "gaussian":
         decay = torch.exp(-(iou**2) / sigma)
     else:
         decay = torch.where(iou >= iou_threshold, 1 - iou, torch.ones_like(iou))
     s = scores.clone().float()
-    alive = torch.ones(n, dtype=torch.bool)
+    alive = torch.ones(n, dtype=torch.bool, device=scores.device)
     keep, kept = [], []
     for _ in range(limit):
         cur = torch.where(alive, s, torch.full_like(s, -1.0))
@@ -61,7 +61,8 @@ def soft_nms(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor,
         kept.append(s[m].item())
         alive[m] = False
         s = s * decay[m]
-    return torch.tensor(keep, dtype=torch.long), torch.tensor(kept, dtype=scores.dtype)
+    return (torch.tensor(keep, dtype=torch.long, device=scores.device),
+            torch.tensor(kept, dtype=scores.dtype, device=scores.device))
 
 
 def ohem_select(rois: torch.Tensor, losses: torch.Tensor, batch: int,

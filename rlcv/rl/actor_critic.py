@@ -61,7 +61,9 @@ class TDActorCritic:
 
 def sample_actions(logits: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     """Actions drawn from softmax(logits), reproducibly from generator `g`."""
-    return torch.multinomial(F.softmax(logits.float(), 1), 1, generator=g)[:, 0]
+    # drawn on the CPU from the CPU generator: the same actions on every device
+    probs = F.softmax(logits.float(), 1).cpu()
+    return torch.multinomial(probs, 1, generator=g)[:, 0].to(logits.device)
 
 
 def upgrade_environment(recognizer: Recognizer, opt: torch.optim.Optimizer, crops: torch.Tensor,
@@ -89,7 +91,7 @@ def train_episodes(env: BoxEnv, agent: TDActorCritic, images: torch.Tensor, boxe
         raise ValueError("backprop_policy needs a recognition network and its optimizer")
     obs = env.reset(images, boxes, targets)
     n = images.shape[0]
-    ret = torch.zeros(n)
+    ret = torch.zeros(n, device=images.device)
     td_abs, updates = 0.0, 0
     while env.active.any():
         idx = env.active.nonzero()[:, 0]
@@ -99,7 +101,7 @@ def train_episodes(env: BoxEnv, agent: TDActorCritic, images: torch.Tensor, boxe
             x = obs[idx]
         logits, values = agent.net(x)
         acts = sample_actions(logits.detach(), g)
-        actions = torch.full((n,), TERMINATE, dtype=torch.long)
+        actions = torch.full((n,), TERMINATE, dtype=torch.long, device=images.device)
         actions[idx] = acts
         res = env.step(actions)
         with torch.no_grad():

@@ -87,9 +87,9 @@ class EURLReward:
     def __call__(self, before: torch.Tensor, after: torch.Tensor,
                  terminate: torch.Tensor) -> torch.Tensor:
         # "0.1 if the mask IoU is improved, otherwise -0.1": no change is no improvement
-        step = torch.where(after < before, self.alpha, -self.alpha)
-        final = torch.where(before < self.epsilon, 1.0, -1.0)
-        return torch.where(terminate, final, step).to(before.dtype)
+        step = _pick(after < before, self.alpha, -self.alpha, before)
+        final = _pick(before < self.epsilon, 1.0, -1.0, before)
+        return torch.where(terminate, final, step)
 
 
 @dataclass(frozen=True)
@@ -104,8 +104,13 @@ class CaicedoReward:
     def __call__(self, before: torch.Tensor, after: torch.Tensor,
                  terminate: torch.Tensor) -> torch.Tensor:
         step = torch.sign(before - after)
-        final = torch.where(1 - before >= self.tau, self.eta, -self.eta)
-        return torch.where(terminate, final, step).to(before.dtype)
+        final = _pick(1 - before >= self.tau, self.eta, -self.eta, before)
+        return torch.where(terminate, final, step)
+
+
+def _pick(cond: torch.Tensor, a: float, b: float, like: torch.Tensor) -> torch.Tensor:
+    """`a` where `cond`, else `b`, in `like`'s dtype and device (no float64 scalars)."""
+    return torch.where(cond, torch.full_like(like, a), torch.full_like(like, b))
 
 
 class BoxIoULoss:
@@ -205,12 +210,12 @@ class BoxEnv:
             self.recognizer.net.eval()
         self.images, self.targets = images, targets
         self.height, self.width = images.shape[-2:]
-        n = images.shape[0]
-        self.boxes = apply_actions(boxes.float(), torch.full((n,), TERMINATE), self.height,
-                                   self.width, min_size=self.min_size)
-        self.t = torch.zeros(n, dtype=torch.long)
-        self.active = torch.ones(n, dtype=torch.bool)
-        self.history = torch.full((n, self.history_len), -1, dtype=torch.long)
+        n, dev = images.shape[0], images.device
+        self.boxes = apply_actions(boxes.float(), torch.full((n,), TERMINATE, device=dev),
+                                   self.height, self.width, min_size=self.min_size)
+        self.t = torch.zeros(n, dtype=torch.long, device=dev)
+        self.active = torch.ones(n, dtype=torch.bool, device=dev)
+        self.history = torch.full((n, self.history_len), -1, dtype=torch.long, device=dev)
         self.crops, self.outputs = self._look(slice(None))
         self.loss = self._loss(slice(None), self.outputs, self.boxes)
         self.trace = [self.boxes.clone()] if record else None
@@ -238,10 +243,10 @@ class BoxEnv:
         run = self.active.clone()
         term = run & (actions == TERMINATE)
         moved = run & ~term
-        reward = torch.zeros(len(run), dtype=self.loss.dtype)
+        reward = torch.zeros_like(self.loss)
         if term.any():   # Eq. 1, a_t = terminate: judged on the current loss
             reward[term] = self.reward_fn(self.loss[term], self.loss[term],
-                                          torch.ones(int(term.sum()), dtype=torch.bool))
+                                          torch.ones_like(self.loss[term], dtype=torch.bool))
         if moved.any():   # all moving (the usual case): views and copies, no gather/scatter
             idx = slice(None) if bool(moved.all()) else moved.nonzero()[:, 0]
             self.boxes[idx] = apply_actions(self.boxes[idx], actions[idx], self.height,
@@ -252,7 +257,7 @@ class BoxEnv:
                 self.outputs[idx] = outputs
             new = self._loss(idx, outputs, self.boxes[idx])
             reward[idx] = self.reward_fn(self.loss[idx], new,
-                                         torch.zeros(len(new), dtype=torch.bool))
+                                         torch.zeros_like(new, dtype=torch.bool))
             self.loss[idx] = new
         self.t[run] += 1
         if self.history_len:   # newest action last; -1 marks "no action yet"
@@ -272,8 +277,9 @@ class BoxEnv:
         only when the loss needs its outputs.
         """
         n = self.boxes.shape[0]
-        acts = torch.arange(N_ACTIONS).repeat_interleave(n)
-        idx = torch.arange(n).repeat(N_ACTIONS)
+        dev = self.boxes.device
+        acts = torch.arange(N_ACTIONS, device=dev).repeat_interleave(n)
+        idx = torch.arange(n, device=dev).repeat(N_ACTIONS)
         boxes = apply_actions(self.boxes[idx], acts, self.height, self.width, self.move,
                               self.scale, self.min_size)
         outputs = None
@@ -305,7 +311,7 @@ def run_policy(env: BoxEnv, choose: Callable[[BoxEnv], torch.Tensor], images: to
         for i in range(0, images.shape[0], batch):
             sl = slice(i, i + batch)
             env.reset(images[sl], boxes[sl], {k: v[sl] for k, v in targets.items()}, record)
-            ret = torch.zeros(env.boxes.shape[0])
+            ret = torch.zeros_like(env.loss)
             while env.active.any():
                 ret += env.step(choose(env)).reward
             out["boxes"].append(env.boxes.clone())

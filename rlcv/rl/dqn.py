@@ -32,7 +32,9 @@ class ReplayMemory:
     """A ring buffer of transitions stored as states' keys, not pixels: the image index,
     the box and the action history of s and s', the action, the reward and whether the
     episode ended there. Observations are rebuilt from the keys when a minibatch is
-    replayed (`BoxEnv.observe_at`), so the memory is a few MB and goes into checkpoints."""
+    replayed (`BoxEnv.observe_at`), so the memory is a few MB and goes into checkpoints.
+    It lives on the CPU whatever the run's device; `sample` returns a minibatch on
+    `device`."""
 
     FIELDS = ("image", "box", "hist", "action", "reward", "next_box", "next_hist", "terminated")
 
@@ -52,14 +54,14 @@ class ReplayMemory:
         n = batch["action"].shape[0]
         idx = (self.pos + torch.arange(n)) % self.capacity
         for k in self.FIELDS:
-            getattr(self, k)[idx] = batch[k].to(getattr(self, k).dtype)
+            getattr(self, k)[idx] = batch[k].to("cpu", getattr(self, k).dtype)
         self.pos = int((self.pos + n) % self.capacity)
         self.size = min(self.size + n, self.capacity)
 
-    def sample(self, batch: int, g: torch.Generator) -> dict:
-        """A uniform minibatch (with replacement), field by field."""
+    def sample(self, batch: int, g: torch.Generator, device="cpu") -> dict:
+        """A uniform minibatch (with replacement), field by field, on `device`."""
         idx = torch.randint(self.size, (batch,), generator=g)
-        return {k: getattr(self, k)[idx] for k in self.FIELDS}
+        return {k: getattr(self, k)[idx].to(device) for k in self.FIELDS}
 
     def state_dict(self) -> dict:
         return {k: getattr(self, k) for k in (*self.FIELDS, "size", "pos")}
@@ -93,7 +95,7 @@ class DQNAgent:
     def learn(self, memory: ReplayMemory, observe, g: torch.Generator) -> float:
         """One Huber-loss Q-learning step on a replayed minibatch; `observe(image index,
         boxes)` rebuilds the observations."""
-        b = memory.sample(self.batch_size, g)
+        b = memory.sample(self.batch_size, g, next(self.q.parameters()).device)
         obs, nobs = observe(b["image"], b["box"]), observe(b["image"], b["next_box"])
         q = self.q(obs, onehot_history(b["hist"])).gather(1, b["action"][:, None])[:, 0]
         with torch.no_grad():   # the target network is frozen between copies
@@ -114,15 +116,17 @@ def explore(env: BoxEnv, greedy_actions: torch.Tensor, epsilon: float, guided: f
             g: torch.Generator) -> torch.Tensor:
     """ε-greedy with guided exploration: an exploring episode follows the expert (a
     random positive-reward action) with probability `guided`, else a uniform action."""
-    n = greedy_actions.shape[0]
-    explore_ = torch.rand(n, generator=g) < epsilon
-    uniform = torch.randint(env.n_actions, (n,), generator=g)
+    # every draw on the CPU from the CPU generator, then moved: the same on every device
+    n, dev = greedy_actions.shape[0], greedy_actions.device
+    explore_ = (torch.rand(n, generator=g) < epsilon).to(dev)
+    uniform = torch.randint(env.n_actions, (n,), generator=g).to(dev)
     actions = torch.where(explore_, uniform, greedy_actions)
-    use_expert = explore_ & (torch.rand(n, generator=g) < guided)
+    use_expert = explore_ & (torch.rand(n, generator=g) < guided).to(dev)
     if use_expert.any():
         good = (env.action_rewards() > 0).float()
         has = good.sum(1) > 0
-        pick = torch.multinomial(good + (~has[:, None]).float(), 1, generator=g)[:, 0]
+        weights = (good + (~has[:, None]).float()).cpu()
+        pick = torch.multinomial(weights, 1, generator=g)[:, 0].to(dev)
         actions = torch.where(use_expert & has, pick, actions)
     return actions
 
@@ -134,9 +138,10 @@ def train_episodes(env: BoxEnv, agent: DQNAgent, memory: ReplayMemory, images: t
     """Run B episodes on `images[image_idx]` with exploration, storing every transition
     and making `updates` Q-learning steps on replayed minibatches after each environment
     step once `warmup` transitions are stored (`images`: the whole training set)."""
+    image_idx = image_idx.to(images.device)
     env.reset(images[image_idx], boxes, targets)
     n = image_idx.shape[0]
-    ret, losses = torch.zeros(n), []
+    ret, losses = torch.zeros(n, device=images.device), []
 
     def observe(idx, b):
         return env.observe_at(images, b, idx)   # no gather of whole images
@@ -144,7 +149,7 @@ def train_episodes(env: BoxEnv, agent: DQNAgent, memory: ReplayMemory, images: t
     while env.active.any():
         idx = env.active.nonzero()[:, 0]
         box, hist = env.boxes[idx].clone(), env.history[idx].clone()
-        actions = torch.full((n,), TERMINATE, dtype=torch.long)
+        actions = torch.full((n,), TERMINATE, dtype=torch.long, device=images.device)
         with torch.no_grad():
             actions[idx] = agent.q(env.obs()[idx], env.history_onehot()[idx]).argmax(1)
         actions = explore(env, actions, epsilon, guided, g)   # finished episodes ignore theirs
