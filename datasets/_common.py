@@ -52,6 +52,20 @@ def read_json(path: str | Path, expected: str):
         raise DataError(path, f"malformed JSON ({exc})", expected) from None
 
 
+def under(root: str | Path, name: str, expected: str) -> Path:
+    """`root / name`, refused (one `DataError` line) when `name` is absolute or leads
+    outside `root` (`..`, a link pointing elsewhere): an annotation file or manifest
+    never makes rlcv read outside the folder it describes."""
+    root = Path(root)
+    if not isinstance(name, str) or not name:
+        raise DataError(root, f"malformed file name {name!r}", expected)
+    path = root / name
+    base = root.resolve()
+    if Path(name).is_absolute() or not path.resolve().is_relative_to(base):
+        raise DataError(path, f"file name {name!r} leads outside {root}", expected)
+    return path
+
+
 def require_dir(path: str | Path, expected: str) -> Path:
     """Check a folder of the official layout exists."""
     path = Path(path)
@@ -107,7 +121,7 @@ class ShardWriter:
         if not self.pending:
             return
         name = f"{self.split}-{len(self.shards):03d}.pt"
-        torch.save(_collate(self.pending), self.folder / name)
+        rio.torch_save(_collate(self.pending), self.folder / name)
         self.shards.append(name)
         self.pending = []
 
@@ -143,9 +157,10 @@ class SubsetWriter:
 
 
 def manifest_header(dataset: str, root: str | Path, cfg: dict) -> dict:
-    """The fields every manifest starts with: dataset, profile (None outside `rlcv stage`)
-    and the source root it was staged from."""
-    return {"dataset": dataset, "profile": cfg.get("profile"), "source": str(root)}
+    """The fields every manifest starts with: dataset, profile and data kind (synthetic
+    or real; None outside `rlcv stage`) and the source root it was staged from."""
+    return {"dataset": dataset, "profile": cfg.get("profile"), "data": cfg.get("data"),
+            "source": str(root)}
 
 
 def stage_subset(
@@ -196,7 +211,12 @@ def read_manifest(staged: str | Path) -> dict:
     path = Path(staged) / "manifest.json"
     if not path.is_file():
         raise DataError(path, "missing: stage the dataset first (rlcv stage DATASET)")
-    return json.loads(path.read_text())
+    manifest = read_json(path, "a manifest written by rlcv stage (run it again)")
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("shards"), dict) or not all(
+            isinstance(v, list) for v in manifest["shards"].values()):
+        raise DataError(path, "malformed manifest: no mapping 'shards' of split -> files",
+                        "a manifest written by rlcv stage (run it again)")
+    return manifest
 
 
 def load_split(staged: str | Path, split: str) -> dict:
@@ -205,7 +225,10 @@ def load_split(staged: str | Path, split: str) -> dict:
     manifest = read_manifest(staged)
     if split not in manifest["shards"]:
         raise DataError(staged, f"no split {split!r}; it has {sorted(manifest['shards'])}")
-    parts = [rio.torch_load(staged / name) for name in manifest["shards"][split]]
+    expected = "a shard written by rlcv stage"
+    parts = [rio.torch_load(under(staged, name, expected)) for name in manifest["shards"][split]]
+    if not parts:
+        raise DataError(staged, f"split {split!r} has no shards", expected)
     out = {}
     for key in parts[0]:
         values = [p[key] for p in parts]

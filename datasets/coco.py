@@ -28,6 +28,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,7 +38,14 @@ import torch
 from pycocotools.coco import COCO
 
 from datasets import coco_synth
-from datasets._common import manifest_header, read_image, read_json, require_dir, stage_subsets
+from datasets._common import (
+    manifest_header,
+    read_image,
+    read_json,
+    require_dir,
+    stage_subsets,
+    under,
+)
 from datasets._images import INSTANCE_PALETTE, chw, draw_boxes, hwc, letterbox, overlay
 from rlcv import io as rio
 from rlcv.errors import DataError
@@ -91,15 +100,11 @@ class CocoReader:
             if not isinstance(doc, dict) or not isinstance(doc.get(key), list):
                 raise DataError(ann, f"malformed annotations: no list {key!r}", LAYOUT)
         try:
+            doc["annotations"] = checked_annotations(doc, ann)
             self.coco = COCO()
             self.coco.dataset = doc
             with contextlib.redirect_stdout(io.StringIO()):
                 self.coco.createIndex()
-            for a in doc["annotations"]:
-                a["image_id"], a["category_id"], a["iscrowd"], a["area"]  # noqa: B018
-                if len(a["bbox"]) != 4:
-                    raise DataError(ann, f"malformed annotations: annotation {a.get('id')} "
-                                    f"bbox {a['bbox']} is not [x, y, w, h]", LAYOUT)
         except (KeyError, TypeError) as exc:
             raise DataError(ann, f"malformed annotations: missing field {exc}", LAYOUT) from None
         self.root, self.split, self.annotation_file = root, split, ann
@@ -120,7 +125,7 @@ class CocoReader:
     def image(self, image_id: int) -> np.ndarray:
         """The decoded RGB image (H, W, 3) uint8, checked against its width and height."""
         info = self.info(image_id)
-        path = self.image_dir / info["file_name"]
+        path = under(self.image_dir, info.get("file_name"), LAYOUT)
         pixels = read_image(path, LAYOUT)
         want = (info.get("height"), info.get("width"))
         if None not in want and pixels.shape[:2] != want:
@@ -135,6 +140,41 @@ class CocoReader:
         except Exception as exc:  # pycocotools raises bare exceptions on bad segmentations
             raise DataError(self.annotation_file, f"malformed segmentation in annotation "
                             f"{ann.get('id')}: {exc}", LAYOUT) from None
+
+
+def checked_annotations(doc: dict, ann_file: Path) -> list[dict]:
+    """`doc`'s annotations, checked: every image has a string `file_name`; every
+    annotation names an image of the file (else one `DataError` line), has numeric
+    `image_id`/`category_id`/`area`/`iscrowd` and a 4-number `bbox`. A box with a NaN or
+    infinite number, or a width or height <= 0, cannot be an object: such annotations are
+    skipped, and one line on stderr says how many and which."""
+    for im in doc["images"]:
+        if not isinstance(im.get("file_name"), str) or not im["file_name"]:
+            raise DataError(ann_file, f"malformed annotations: image {im.get('id')} has no "
+                            "file_name", LAYOUT)
+    ids = {im["id"] for im in doc["images"]}
+    kept, skipped = [], []
+    for a in doc["annotations"]:
+        box = a["bbox"]
+        numbers = [a["image_id"], a["category_id"], a["area"], a["iscrowd"],
+                   *(box if isinstance(box, list) else [None])]
+        if not isinstance(box, list) or len(box) != 4 or not all(
+                isinstance(v, int | float) and not isinstance(v, bool) for v in numbers):
+            raise DataError(ann_file, f"malformed annotations: annotation {a.get('id')} "
+                            f"needs numbers: bbox [x, y, w, h], image_id, category_id, area "
+                            f"(got bbox {box!r})", LAYOUT)
+        if a["image_id"] not in ids:
+            raise DataError(ann_file, f"annotation {a.get('id')} is on image {a['image_id']}, "
+                            "which is not in its images list", LAYOUT)
+        if not all(math.isfinite(v) for v in box) or box[2] <= 0 or box[3] <= 0:
+            skipped.append(a.get("id"))
+            continue
+        kept.append(a)
+    if skipped:
+        shown = ", ".join(map(str, skipped[:5])) + (" ..." if len(skipped) > 5 else "")
+        print(f"{ann_file}: skipped {len(skipped)} annotations with a NaN, infinite or "
+              f"non-positive box size (ids {shown})", file=sys.stderr)
+    return kept
 
 
 def is_single(anns: list[dict], min_object: int) -> bool:

@@ -32,7 +32,7 @@ import scipy.io
 import torch
 from PIL import Image, ImageDraw
 
-from datasets._common import manifest_header, read_image, require_dir, stage_subsets
+from datasets._common import manifest_header, read_image, require_dir, stage_subsets, under
 from datasets._common import read_json as _read_json_file
 from datasets._images import chw, hwc, letterbox
 from rlcv.errors import DataError
@@ -343,7 +343,7 @@ def stage(root: str | Path, out: str | Path, cfg: dict) -> dict:
     def samples():
         for i, ks, is_val in zip(chosen, groups, val, strict=True):
             r = records[i]
-            image = read_mpii_image(images / r["name"])
+            image = read_mpii_image(under(images, r["name"], EXPECT_IMAGE))
             people = [r["people"][k] for k in ks]
             sample = stage_sample(image, people, [k in r["single"] for k in ks], size, max_people)
             yield "multi", ("val" if is_val else "train"), r["name"], sample

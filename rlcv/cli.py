@@ -13,16 +13,18 @@ relative to the repository root (the folder holding params.yaml):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import shutil
+import signal
 import sys
 from pathlib import Path
 
 from rlcv import io as rio
 from rlcv import params as P
 from rlcv import workers
-from rlcv.errors import RlcvError
+from rlcv.errors import DataError, RlcvError
 
 DATA = Path("data")
 RUNS = Path("runs")
@@ -50,7 +52,7 @@ def cmd_synth(args) -> None:
     params = P.load(args.params)
     module = datasets.get(args.dataset)
     cfg = params.dataset(args.dataset)
-    out = Path(args.out) if args.out else DATA / "raw" / args.dataset
+    out = Path(args.out) if args.out else rio.adopt(DATA / "raw" / args.dataset)
     if not params.synthetic:
         root = source_root(params, args.dataset, cfg)
         rio.write_text(out / "REAL_DATA.md",
@@ -68,13 +70,18 @@ def cmd_stage(args) -> None:
     module = datasets.get(args.dataset)
     cfg = params.dataset(args.dataset)
     root = Path(args.root) if args.root else source_root(params, args.dataset, cfg)
-    out = Path(args.out) if args.out else DATA / "staged" / args.dataset
-    cfg = {**cfg, "profile": params.profile}
+    out = Path(args.out) if args.out else rio.adopt(DATA / "staged" / args.dataset)
+    cfg = {**cfg, "profile": params.profile, "data": _data_kind(params.profile)}
     with rio.atomic_dir(out) as tmp:   # the dataset's folder appears only when complete
         manifests = module.stage(root, tmp, cfg)
     for subset, m in manifests.items():
         counts = ", ".join(f"{k} {v}" for k, v in m["counts"].items()) or "no images"
         print(f"staged {args.dataset}/{subset}: {counts} -> {out / subset}/manifest.json")
+
+
+def _data_kind(profile: str) -> str:
+    """What a profile runs on: the synthetic datasets, or the real ones (`paper`)."""
+    return "real" if profile == "paper" else "synthetic"
 
 
 def _signature(params: P.Params, row, cfg, inputs: dict[str, Path]) -> str:
@@ -87,11 +94,41 @@ def _file_hash(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
-def _staged(row, device=None):
-    """The row's staged data, its tensors on `device` (the run's device) when given."""
+def _staged(row, params: P.Params, device=None):
+    """The row's staged subset, its tensors on `device` (the run's device) when given;
+    refused when it was staged for another profile."""
     from datasets._common import Staged
 
-    return Staged(DATA / "staged" / row.data, device or "cpu")
+    data = Staged(DATA / "staged" / row.data, device or "cpu")
+    staged = data.manifest.get("profile")
+    if staged != params.profile:
+        raise DataError(data.path / "manifest.json", f"staged for profile {staged!r}, but "
+                        f"{params.path} runs profile {params.profile!r}",
+                        f"data staged on the same profile (run: rlcv stage {row.dataset})")
+    return data
+
+
+def _check_seeds(seeds: list[int]) -> None:
+    dup = sorted({s for s in seeds if seeds.count(s) > 1})
+    if dup:
+        raise RlcvError(f"--seed lists {', '.join(map(str, dup))} more than once")
+
+
+@contextlib.contextmanager
+def _run_lock(row: str, seed: int):
+    """Hold `runs/.<row>-<seed>.lock` for the block; a second train of the same row and
+    seed (another shell, another `dvc repro`) fails at once instead of racing."""
+    import fcntl
+
+    path = RUNS / f".{row}-{seed}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RlcvError(f"{run_dir(row, seed)} is being trained by another rlcv "
+                            f"process (lock {path}); wait for it to finish") from None
+        yield
 
 
 def cmd_train(args) -> None:
@@ -102,7 +139,8 @@ def cmd_train(args) -> None:
     params = P.load(args.params)
     row = methods.get(args.row)
     values = params.method(row.name)
-    cfg = P.build_config(row.config, values, f"params.yaml methods.{row.name}")
+    cfg = P.build_config(row.config, values, f"{params.path} methods.{row.name}")
+    _check_seeds(args.seed)
     for seed in args.seed:   # checked before any training, so a missing input fails at once
         for req in row.requires:
             ckpt = run_dir(req, seed) / "checkpoint.pt"
@@ -110,7 +148,7 @@ def cmd_train(args) -> None:
                 raise RlcvError(f"{row.name} starts from {req}: {ckpt} is missing "
                                 f"(run: rlcv train {req} --seed {seed})")
     engine.set_threads()
-    _staged(row)   # a bad manifest fails here, once, before any worker starts
+    _staged(row, params)   # a bad manifest fails here, once, before any worker starts
     assert callable(row.train)   # import the family here, once, not in every worker
     workers.for_each_seed(args.seed, lambda seed: _train_seed(params, row, values, cfg, seed,
                                                               args))
@@ -124,15 +162,16 @@ def _train_seed(params: P.Params, row, values: dict, cfg, seed: int, args) -> No
 
     inputs = {req: run_dir(req, seed) / "checkpoint.pt" for req in row.requires}
     out = run_dir(row.name, seed)
-    if args.fresh and out.exists():
-        shutil.rmtree(out)
-    dev = engine.device()
-    data = _staged(row, dev)   # a fresh handle per seed: no cached split shared between seeds
-    engine.seed_everything(seed)
-    run = engine.Run(row=row.name, seed=seed, dir=out, inputs=inputs, device=dev,
-                     checkpoint_every=args.checkpoint_every,
-                     signature=_signature(params, row, values, inputs))
-    ckpt = row.train(cfg, data, run)
+    with _run_lock(row.name, seed):
+        if args.fresh and out.exists():
+            shutil.rmtree(out)
+        dev = engine.device()
+        data = _staged(row, params, dev)   # a fresh handle per seed: no split cache shared
+        engine.seed_everything(seed)
+        run = engine.Run(row=row.name, seed=seed, dir=out, inputs=inputs, device=dev,
+                         checkpoint_every=args.checkpoint_every,
+                         signature=_signature(params, row, values, inputs))
+        ckpt = row.train(cfg, data, run)
     history = engine.write_history(run)
     dest = result_dir(row.name, seed) / "history.csv"
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -147,12 +186,13 @@ def cmd_evaluate(args) -> None:
     engine.device()
     params = P.load(args.params)
     row = methods.get(args.row)
+    _check_seeds(args.seed)
     for seed in args.seed:
         ckpt = run_dir(row.name, seed) / "checkpoint.pt"
         if not ckpt.is_file():
             raise RlcvError(f"{ckpt} is missing (run: rlcv train {row.name} --seed {seed})")
     engine.set_threads()
-    _staged(row)
+    _staged(row, params)
     assert callable(row.evaluate)
     workers.for_each_seed(args.seed, lambda seed: _evaluate_seed(params, row, seed))
 
@@ -161,13 +201,15 @@ def _evaluate_seed(params: P.Params, row, seed: int) -> None:
     from rlcv import engine
 
     dev = engine.device()
-    data = _staged(row, dev)   # the same device choice as train
-    engine.seed_everything(seed)
+    data = _staged(row, params, dev)   # the same device choice as train
     ckpt = run_dir(row.name, seed) / "checkpoint.pt"
+    _check_checkpoint(params, row, seed, ckpt)
+    engine.seed_everything(seed)
     values = {k: float(v) for k, v in row.evaluate(str(ckpt), data).items()}
+    profile = data.manifest["profile"]   # the labels say what the data is, not the params
     record = {
-        "row": row.name, "seed": seed, "profile": params.profile,
-        "data": "synthetic" if params.synthetic else "real", "dataset": row.data,
+        "row": row.name, "seed": seed, "profile": profile,
+        "data": data.manifest.get("data") or _data_kind(profile), "dataset": row.data,
         "tables": dict(row.tables), "metrics": values, **engine.device_record(dev),
     }
     out = result_dir(row.name, seed) / "metrics.json"
@@ -175,6 +217,21 @@ def _evaluate_seed(params: P.Params, row, seed: int) -> None:
     shown = " ".join(f"{k}={v:.4f}" for k, v in values.items())
     print(f"RLCV_METRICS {json.dumps(record, sort_keys=True)}")
     print(f"evaluated {row.name} seed {seed}: {shown} -> {out}")
+
+
+def _check_checkpoint(params: P.Params, row, seed: int, ckpt: Path) -> None:
+    """Refuse a checkpoint trained under other settings, profile or inputs than the
+    params in use (its signature differs): it would be scored as if it were current."""
+    from rlcv import engine
+
+    inputs = {req: run_dir(req, seed) / "checkpoint.pt" for req in row.requires}
+    want = _signature(params, row, params.method(row.name), inputs)
+    state = engine.load_checkpoint(ckpt)
+    if not isinstance(state, dict) or state.get("signature") != want:
+        raise DataError(ckpt, f"trained under other settings than {params.path} gives "
+                        f"(profile {params.profile}, methods.{row.name}, its inputs)",
+                        f"a checkpoint of these settings (run: rlcv train {row.name} "
+                        f"--seed {seed})")
 
 
 def cmd_report(args) -> None:
@@ -188,6 +245,8 @@ def cmd_report(args) -> None:
 
 
 def cmd_pipeline(args) -> None:
+    import yaml
+
     from rlcv.pipeline import prune_lock, render, stages
 
     params = P.load(args.params)
@@ -205,10 +264,32 @@ def cmd_pipeline(args) -> None:
         print("wrote dvc.yaml")
     lock = Path("dvc.lock")
     if lock.exists():
-        pruned = prune_lock(lock.read_text(), stages(params))
+        try:
+            pruned = prune_lock(lock.read_text(), stages(params))
+        except (yaml.YAMLError, AttributeError, TypeError) as exc:
+            raise DataError(lock, f"malformed ({exc.__class__.__name__})",
+                            "DVC's lock file; delete it and rerun dvc repro") from None
         if pruned is not None:
             rio.write_text(lock, pruned)
             print("dropped dvc.lock entries of stages no longer in dvc.yaml")
+
+
+def _seed(text: str) -> int:
+    """argparse type of --seed: an integer >= 0."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
+    return int(text)
+
+
+def _positive(text: str) -> int:
+    """argparse type of --checkpoint-every: an integer >= 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return int(text)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -230,16 +311,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("train", help="train one method row for one or more seeds (resumes)")
     s.add_argument("row")
-    s.add_argument("--seed", type=int, nargs="+", default=[0],
+    s.add_argument("--seed", type=_seed, nargs="+", default=[0],
                    help="seeds (default: 0); several run side by side in RLCV_JOBS worker "
                    "processes (default: one per core)")
-    s.add_argument("--checkpoint-every", type=int, default=50, help="steps between checkpoints")
+    s.add_argument("--checkpoint-every", type=_positive, default=50,
+                   help="steps between checkpoints")
     s.add_argument("--fresh", action="store_true", help="discard earlier checkpoints")
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("evaluate", help="score a trained row with rlcv.metrics")
     s.add_argument("row")
-    s.add_argument("--seed", type=int, nargs="+", default=[0], help="seeds (default: 0)")
+    s.add_argument("--seed", type=_seed, nargs="+", default=[0], help="seeds (default: 0)")
     s.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("report", help="write results/tables, results/plots, results/README.md")
@@ -252,16 +334,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one `rlcv` command; every user-facing failure is one line on stderr.
+
+    SIGTERM (what schedulers and CI runners send) is handled like Ctrl-C: temporary
+    files are removed and seed workers stopped, exit code 130."""
     args = build_parser().parse_args(argv)
+    try:
+        before = signal.signal(signal.SIGTERM, _interrupt)
+    except ValueError:   # not the main thread: leave signals alone
+        before = None
     try:
         args.func(args)
     except RlcvError as exc:
         if not getattr(exc, "reported", False):
             print(f"rlcv: error: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", 2)
+    except OSError as exc:   # read-only, disk full, a file where a folder goes, ...
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"rlcv: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("rlcv: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if before is not None:
+            signal.signal(signal.SIGTERM, before)
     return 0
 
 

@@ -66,8 +66,19 @@ def set_threads() -> int:
     raw = os.environ.get("RLCV_THREADS", "1")
     if not raw.isdigit() or int(raw) < 1:
         raise ParamsError(f"RLCV_THREADS must be a positive integer, got {raw!r}")
+    cores = usable_cores()
+    if int(raw) > cores:
+        raise ParamsError(f"RLCV_THREADS={raw} exceeds the {cores} usable cores of this "
+                          "machine; set it to at most that")
     torch.set_num_threads(int(raw))
     return int(raw)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 @contextlib.contextmanager
@@ -348,11 +359,12 @@ def _fmt(v):
 
 
 def save_checkpoint(run: Run, config, **state) -> Path:
-    """Write the final checkpoint: a plain dict with the row, seed, config and `state`
-    (tensors on the CPU, so a checkpoint loads on any device)."""
+    """Write the final checkpoint: a plain dict with the row, seed, config, the run's
+    settings signature (checked by `rlcv evaluate`) and `state` (tensors on the CPU, so a
+    checkpoint loads on any device)."""
     cfg = asdict(config) if hasattr(config, "__dataclass_fields__") else dict(config)
     rio.torch_save({"row": run.row, "seed": run.seed, "config": cfg,
-                    **to_device(state, "cpu")}, run.checkpoint)
+                    "signature": run.signature, **to_device(state, "cpu")}, run.checkpoint)
     return run.checkpoint
 
 

@@ -16,12 +16,20 @@ Layout (flat, one entry per dataset and per method row)::
 
 A section's effective settings are `config` updated with the active profile's block.
 Only sizes and data roots belong in the profile blocks.
+
+Checked on use: a method's budget (`steps`, `*_steps`, `episodes`, `batch_size`) set in
+any profile block must be set for the active profile too (never a dataclass default a
+hundred times the ci value); a synthetic profile's dataset block must name every key the
+other synthetic profile's names; sizes, counts and budgets are positive integers, seeds
+and other integers >= 0, learning rates > 0, numbers finite, fractions in [0, 1).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +39,14 @@ import yaml
 from rlcv.errors import ParamsError
 
 PROFILES = ("ci", "smoke", "paper")
+
+_BUDGET = re.compile(r"^(steps|episodes|batch_size|(?!max_|table_)\w+_steps)$")
+"""Method settings that must be given for the active profile when any profile gives them."""
+_POSITIVE = re.compile(r"(^|_)(steps|episodes|batch|batch_size|size|width|hidden|channels|"
+                       r"t_max|images|stacks|layers|depth|proposals|replay|every|hw|"
+                       r"train|val|test|valid|people|cars|object|leaves)$|^(n|num)_")
+"""Integer settings that must be >= 1 (sizes, counts, budgets); other integers >= 0."""
+_MAY_BE_ZERO = {"eval_every", "table_steps"}   # 0 = no evaluation / the untrained model
 
 
 @dataclass
@@ -60,14 +76,28 @@ class Params:
         entry = entries[name] or {}
         merged = dict(entry.get("config") or {})
         merged.update(entry.get(self.profile) or {})
+        if kind == "methods":
+            given = {k for p in PROFILES for k in (entry.get(p) or {}) if _BUDGET.match(k)}
+        elif self.profile in ("ci", "smoke"):
+            other = "smoke" if self.profile == "ci" else "ci"
+            given = set(entry.get(other) or {})
+        else:
+            given = set()
+        missing = sorted(given - set(merged))
+        if missing:
+            raise ParamsError(f"{self.path}: {kind}.{name}.{self.profile} does not set "
+                              f"{', '.join(missing)} (set for another profile; a default "
+                              "would silently change the scale)")
+        for key, value in merged.items():
+            check_number(key, value, f"{self.path}: {kind}.{name}.{key}")
         return merged
 
     def dataset(self, name: str) -> dict:
-        """Effective settings of dataset `name` under the active profile."""
+        """Effective settings of dataset `name` under the active profile (validated)."""
         return self._section("datasets", name)
 
     def method(self, row: str) -> dict:
-        """Effective settings of method row `row` under the active profile."""
+        """Effective settings of method row `row` under the active profile (validated)."""
         return self._section("methods", row)
 
     @property
@@ -126,6 +156,28 @@ def load(path: str | Path | None = None) -> Params:
     return Params(raw=raw, path=path)
 
 
+def check_number(key: str, value, where: str) -> None:
+    """Range-check one setting by its name (see the module docstring); lists item-wise."""
+    if isinstance(value, list | tuple):
+        for v in value:
+            check_number(key, v, where)
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ParamsError(f"{where}: must be a finite number, got {value!r}")
+    if key.endswith("fraction") and not 0 <= value < 1:
+        raise ParamsError(f"{where}: must be in [0, 1), got {value!r}")
+    if (key == "lr" or key.endswith("_lr")) and value <= 0:
+        raise ParamsError(f"{where}: a learning rate must be > 0, got {value!r}")
+    if key == "jpeg_quality" and not 1 <= value <= 100:
+        raise ParamsError(f"{where}: must be in 1..100, got {value!r}")
+    if isinstance(value, int):
+        low = 1 if _POSITIVE.search(key) and key not in _MAY_BE_ZERO else 0
+        if value < low:
+            raise ParamsError(f"{where}: must be an integer >= {low}, got {value!r}")
+
+
 def build_config(cls, values: dict, where: str):
     """Instantiate dataclass `cls` from `values`, with one-line errors for bad keys/types."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -138,6 +190,7 @@ def build_config(cls, values: dict, where: str):
     clean = {}
     for key, value in values.items():
         clean[key] = _coerce(value, hints.get(key), f"{where}.{key}")
+        check_number(key, clean[key], f"{where}.{key}")
     return cls(**clean)
 
 

@@ -106,7 +106,11 @@ def stages(params: Params) -> dict:
             "cmd": f"rlcv train {row.name} --seed {seeds}",
             "deps": [*code, data, *reqs],
             "params": ["profile", f"methods.{row.name}"],
-            "outs": [*runs, *({f"results/runs/{row.name}-{s}/history.csv": {"cache": False}}
+            # persist: DVC would delete the run folders before rerunning the stage, and an
+            # interrupted train could not resume; the settings signature discards stale
+            # checkpoints instead (rlcv.engine.fit)
+            "outs": [*({r: {"persist": True}} for r in runs),
+                     *({f"results/runs/{row.name}-{s}/history.csv": {"cache": False}}
                               for s in params.seeds)],
         }
         out[f"evaluate-{row.name}"] = {

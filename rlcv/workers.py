@@ -10,13 +10,18 @@ then one took 22.9 s (regress-dqn-deepmask, smoke). Each seed is seeded afresh i
 process, so its result does not depend on which seeds ran beside it or in what order.
 
 A worker that fails prints its own one-line error; the parent stops the others and exits
-with the worker's code, without a second message.
+with the worker's code, without a second message. A worker dies with its parent (Linux's
+PR_SET_PDEATHSIG sends it SIGTERM, handled like Ctrl-C: its temporary files are removed),
+so a killed `rlcv train` never leaves an orphan that later writes an old model over a new
+one.
 """
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing as mp
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -46,14 +51,34 @@ def jobs(n_seeds: int) -> int:
 
     if torch.cuda.is_available():
         return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    from rlcv.engine import usable_cores
+
     threads = os.environ.get("RLCV_THREADS", "1")
     per = int(threads) if threads.isdigit() and int(threads) > 0 else 1
-    return max(1, min(n_seeds, 2 * (cores or 1) // per))
+    return max(1, min(n_seeds, 2 * usable_cores() // per))
 
 
-def _worker(fn: Callable[[int], None], seed: int) -> None:
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent: int) -> None:
+    """Ask the kernel to SIGTERM this process when its parent dies (Linux), and exit at
+    once if `parent` is already gone (it died between the fork and this call)."""
+    if sys.platform.startswith("linux"):
+        with_errno = ctypes.CDLL(None, use_errno=True)
+        with_errno.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(130)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _worker(fn: Callable[[int], None], seed: int, parent: int) -> None:
     try:
+        signal.signal(signal.SIGTERM, _interrupt)   # like Ctrl-C: temporary files removed
+        die_with_parent(parent)
         fn(seed)
     except RlcvError as exc:
         print(f"rlcv: error: {exc}", file=sys.stderr, flush=True)
@@ -82,7 +107,7 @@ def for_each_seed(seeds: Sequence[int], fn: Callable[[int], None]) -> None:
         while pending or running:
             while pending and len(running) < n:
                 seed = pending.pop(0)
-                proc = ctx.Process(target=_worker, args=(fn, seed))
+                proc = ctx.Process(target=_worker, args=(fn, seed, os.getpid()))
                 sys.stdout.flush()
                 sys.stderr.flush()
                 proc.start()

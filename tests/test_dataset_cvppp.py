@@ -82,7 +82,7 @@ def test_synthesis_is_deterministic(tmp_path, cfg):
     files = sorted(
         p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file()
     )
-    assert len(files) == 3 * cfg["num_train"] + cfg["num_test"] + 1
+    assert len(files) == 3 * cfg["num_train"] + cfg["num_test"] + 2   # + the .h5, the marker
     for f in files:
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
 

@@ -100,7 +100,7 @@ def test_synthesis_is_deterministic(tmp_path, cfg):
         p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file()
     )
     n = cfg["num_train"] + cfg["num_valid"] + cfg["num_test"]
-    assert len(files) == 2 * n + 3
+    assert len(files) == 2 * n + 4   # + rlcv's output marker
     for f in files:
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
 
