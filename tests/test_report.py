@@ -239,3 +239,27 @@ def test_transcribed_tables_load_at_the_papers_precision():
     cells = build_cells(acis, {})
     assert cells["BL"]["abs_dic"].paper_text() == "1.08"
     assert acis.published_dataset[("BL", "abs_dic")] == "cvppp"
+
+
+def test_pg_detector_large_margin_claims_fail_when_every_gain_is_negative():
+    """The case of issue 21: gains -0.2, -0.4, -0.1, -0.7 (APl undefined) over 3 seeds."""
+    spec = load_tables()["pg-detector-table1"]
+    base = {"ap": 0.10, "ap50": 0.17, "ap75": 0.10, "aps": 0.15, "apm": 0.16}
+    gain = {"ap": -0.002, "ap50": -0.004, "ap75": -0.001, "aps": -0.007, "apm": -0.003}
+    noise = (-0.0002, 0.0, 0.0002)
+    results = {}
+    for label in spec.reproduce:
+        ours = "ours" in label
+        metrics = {m: {s: base[m] + (gain[m] if ours else 0.0) + noise[s] for s in range(3)}
+                   for m in base}
+        results[(spec.id, label)] = RowRuns(metrics=metrics, runs={label}, data={"coco"},
+                                            seeds={0, 1, 2})
+    cells = build_cells(spec, results)
+    assert cells["Faster R-CNN standard"]["apl"].status.startswith("undefined (")
+    verdicts = {c["text"]: v for c, v in claim_results(spec, cells, results)}
+    for text, v in verdicts.items():
+        if "large margins" in text:
+            assert v.status == "does not hold", (text, v.detail)
+            assert "apl undefined" in v.detail
+    assert verdicts["Our method improves mAP of Faster R-CNN by 2.0 points over the "
+                    "standard baseline"].status == "does not hold"

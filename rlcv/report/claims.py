@@ -85,9 +85,14 @@ def _metrics_of(check: dict) -> list[str]:
     return ms + ([check["metric_b"]] if "metric_b" in check else [])
 
 
-def _bound(check: dict) -> float:
-    if "size" in check:
-        return float(check["size"]) / 2
+def bound(check: dict, metric: str | None = None) -> float:
+    """The boundary a comparison's effect must clear: half a stated `size` (a mapping
+    metric -> size for `largest_gain`), else `min_effect`, else 0."""
+    size = check.get("size")
+    if isinstance(size, dict):
+        size = size.get(metric)
+    if size is not None:
+        return float(size) / 2
     return float(check.get("min_effect", 0.0))
 
 
@@ -133,13 +138,12 @@ def _diff(a: str, ma: str, b: str, mb: str) -> list[Term]:
 
 def _judge(check: dict, j: _Judge, metrics: list[str]) -> str:
     kind = check["type"]
-    bound = _bound(check)
     if kind == "better":
         m, mb = check["metric"], check.get("metric_b", check["metric"])
         bs = check["b"] if isinstance(check["b"], list) else [check["b"]]
         tag = "" if mb == m else f" ({m} vs {mb})"
         return iv.all_of([j.compare(f"{check['a']} − {b}{tag}", _diff(check["a"], m, b, mb),
-                                    "above", bound) for b in bs])
+                                    "above", bound(check)) for b in bs])
     if kind == "close":
         m, mb = check["metric"], check.get("metric_b", check["metric"])
         # |a - b| is symmetric, so the quality sign of the metric does not matter
@@ -152,7 +156,7 @@ def _judge(check: dict, j: _Judge, metrics: list[str]) -> str:
                 else list(check["rows"]))
         if kind == "order":
             rows = rows[::-1]
-        steps = [j.compare(f"{hi} − {lo}", _diff(hi, m, lo, m), "above", bound)
+        steps = [j.compare(f"{hi} − {lo}", _diff(hi, m, lo, m), "above", bound(check))
                  for lo, hi in zip(rows, rows[1:], strict=False)]
         if kind == "diminishing":
             steps += [j.compare(f"step {b} → {c} − step {a} → {b}",
@@ -166,7 +170,7 @@ def _judge(check: dict, j: _Judge, metrics: list[str]) -> str:
         for t in check["top"]:
             if t not in metrics:
                 continue
-            parts = [j.compare(f"{t} gain", _diff(a, t, b, t), "above", bound)]
+            parts = [j.compare(f"{t} gain", _diff(a, t, b, t), "above", bound(check, t))]
             parts += [j.compare(f"{t} gain − {o} gain", [*_diff(a, t, b, t), (a, o, -1.0),
                                                           (b, o, 1.0)], "above")
                       for o in others]
@@ -176,7 +180,9 @@ def _judge(check: dict, j: _Judge, metrics: list[str]) -> str:
         m = check["metric"]
         c, d = check["than"]
         terms = [*_diff(check["a"], m, check["b"], m), (c, m, -1.0), (d, m, 1.0)]
-        return j.compare(f"({check['a']} − {check['b']}) − ({c} − {d})", terms, "below")
+        # "less by 0.4 points": the difference of gains lies below -size/2
+        return j.compare(f"({check['a']} − {check['b']}) − ({c} − {d})", terms, "below",
+                         -bound(check))
     raise ValueError(f"unknown claim check type {kind!r}")
 
 
