@@ -3,6 +3,7 @@ undefined and published rows."""
 
 import math
 
+import numpy as np
 import pytest
 
 from rlcv.report import intervals as iv
@@ -263,3 +264,57 @@ def test_pg_detector_large_margin_claims_fail_when_every_gain_is_negative():
             assert "apl undefined" in v.detail
     assert verdicts["Our method improves mAP of Faster R-CNN by 2.0 points over the "
                     "standard baseline"].status == "does not hold"
+
+
+def test_training_curves_grid_without_wall_time(tmp_path):
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from rlcv.report import plots
+
+    hist = {s: pd.DataFrame({"phase": ["pre"] * 3 + ["train"] * 3, "step": [1, 2, 3, 1, 2, 3],
+                             "loss": [3.0, 2.0, 1.0, 1.0, 0.5, 0.2 + s], "step_ms": [9.0] * 6,
+                             "eval_iou": [None, None, 0.5, None, None, 0.6 + s / 10]})
+            for s in range(3)}
+    assert plots.curve_columns(hist) == ["loss", "eval_iou"]
+    assert plots._phases(hist[0]) == [(1, "pre"), (4, "train")]
+    mean, std = plots.seed_band([np.array([1.0, 2.0]), np.array([3.0, 4.0])])
+    assert mean.tolist() == [2.0, 3.0] and std == pytest.approx([2 ** 0.5, 2 ** 0.5])  # ddof 1
+    assert plots.seed_band([np.array([1.0, 2.0])])[1] is None
+    seen = {}
+    real_save = plots._save
+
+    def spy(fig, path):
+        seen["axes"] = [a for a in fig.axes if a.get_visible() and a.axison]
+        seen["ylabels"] = [a.get_ylabel() for a in seen["axes"]]
+        real_save(fig, path)
+
+    plots._save = spy
+    try:
+        plots.training_curves("r", hist, tmp_path / "c.png", "training curves")
+    finally:
+        plots._save = real_save
+    assert (tmp_path / "c.png").stat().st_size > 0
+    assert len(seen["axes"]) == 2 and all(seen["ylabels"])
+    plt.close("all")
+
+
+def test_metric_at_label_reports_under_another_row(tmp_path, monkeypatch):
+    import json
+
+    import methods
+    from rlcv import params as P
+    from rlcv.registry import Row
+    from rlcv.report import collect
+
+    row = Row(name="r", tables={"t": "Main"}, data="coco/single", config=object,
+              train=lambda *a: None, evaluate=lambda *a: None)
+    monkeypatch.setitem(methods.METHODS, "r", row)
+    run = tmp_path / "runs" / "r-0"
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text(json.dumps(
+        {"row": "r", "seed": 0, "profile": "ci", "metrics": {"m": 1.0, "m@Step 2": 0.5}}))
+    params = P.Params({"profile": "ci", "seeds": [0], "methods": {"r": {}}}, tmp_path / "p")
+    values, seen = collect(params, tmp_path)
+    assert values == {("t", "Main"): {"m": [1.0]}, ("t", "Step 2"): {"m": [0.5]}}
+    assert seen == {"r": {0}}

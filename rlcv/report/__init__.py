@@ -19,6 +19,14 @@ from rlcv.report import plots, runs, tables
 from rlcv.report.data import load_tables
 
 
+def collect(params: Params, results: Path) -> tuple[dict, dict[str, set[int]]]:
+    """Our per-seed values keyed by (table id, row label) -> metric -> [values in seed
+    order], and run name -> seeds read (runs.collect has the full records)."""
+    rows, seen = runs.collect(params, Path(results), load_tables())
+    return ({key: {m: [v[k] for k in sorted(v)] for m, v in rr.metrics.items()}
+             for key, rr in rows.items()}, seen)
+
+
 def _contact_sheets(params: Params, out_dir: Path) -> list[Path]:
     import datasets
     from datasets._common import Staged
