@@ -100,6 +100,8 @@ def training_curves(row: str, histories: dict[int, pd.DataFrame], out: Path, lab
                 ax.axvline(start - 0.5, color="tab:red", ls="--", lw=0.8)
             ax.annotate(name, (start, 1.0), xycoords=("data", "axes fraction"), fontsize=6,
                         va="top", color="tab:red")
+        # every panel spans all steps: the phase marks (and one final eval) stay in view
+        ax.set_xlim(0.5, max(len(df) for df in histories.values()) + 0.5)
         ax.set_title(col, fontsize=9)
         ax.set_xlabel("step (phases in order)")
         ax.set_ylabel(col + (" (smoothed)" if not col.startswith("eval_") else ""))
