@@ -318,3 +318,35 @@ def test_metric_at_label_reports_under_another_row(tmp_path, monkeypatch):
     values, seen = collect(params, tmp_path)
     assert values == {("t", "Main"): {"m": [1.0]}, ("t", "Step 2"): {"m": [0.5]}}
     assert seen == {"r": {0}}
+
+
+def test_csv_keeps_the_dataset_column():
+    from rlcv.report.tables import csv_text
+
+    spec = load_tables()["ciss-net-table1"]
+    cells = build_cells(spec, {})
+    rows = [ln.split(",") for ln in csv_text(spec, cells, []).splitlines()]
+    assert rows[0][:4] == ["table", "row", "dataset", "metric"]
+    by_metric = {r[3]: r[2] for r in rows[1:]}
+    assert by_metric == {"iou_class": "cityscapes", "miou": "ade20k"}
+
+
+def test_index_counts_claims_apart_from_questions_and_shared_comparisons_once():
+    from rlcv.report import _claim_key, index_text
+    from rlcv.report.claims import Verdict
+
+    check = {"type": "better", "a": "Ours", "b": ["Base"], "metric": "ap"}
+    res = {("t1", "Ours"): RowRuns(runs={"r-ours"}), ("t1", "Base"): RowRuns(runs={"r-base"}),
+           ("t2", "ours (again)"): RowRuns(runs={"r-ours"}),
+           ("t2", "Base"): RowRuns(runs={"r-base"})}
+    check2 = {**check, "a": "ours (again)"}
+    k1, k2 = _claim_key("claim", check, "t1", res), _claim_key("claim", check2, "t2", res)
+    assert k1 == k2 and k1 != _claim_key("question", check, "t1", res)
+    spec = load_tables()["eu-rl-table1"]
+    held = Verdict("holds", "", 3)
+    tables = [("t1", spec, 1, 1, [(k1, "claim", held), ("q", "question", held)], False),
+              ("t2", spec, 1, 1, [(k2, "claim", held)], False)]
+    text = index_text({"data": "synthetic", "profile": "ci", "seeds": [0], "commit": "c"},
+                      tables, [])
+    assert "**Paper claims** (sentences of the papers): 1 distinct, 1 / 0 / 0 / 0" in text
+    assert "**Suite questions** (comparisons no sentence states): 1 distinct" in text
