@@ -350,3 +350,18 @@ def test_index_counts_claims_apart_from_questions_and_shared_comparisons_once():
                       tables, [])
     assert "**Paper claims** (sentences of the papers): 1 distinct, 1 / 0 / 0 / 0" in text
     assert "**Suite questions** (comparisons no sentence states): 1 distinct" in text
+
+
+def test_float_noise_never_turns_a_verdict_into_its_opposite():
+    """Another CPU moves values in the 3rd decimal: the dead zone (2 x 0.05 wide) keeps a
+    conclusive verdict from jumping to the opposite one."""
+    rng = np.random.default_rng(0)
+    for margin, flips_allowed in ((0.05, False), (0.0, True)):
+        flips = 0
+        for _ in range(300):
+            g = rng.normal(rng.uniform(-0.01, 0.01), rng.uniform(0.0005, 0.003), size=5)
+            noisy = g + rng.uniform(-0.01, 0.01) + rng.uniform(-1e-3, 1e-3, size=5)
+            pair = {evaluate_claim(BETTER, look(gains(*x), margin=margin)).status
+                    for x in (g, noisy)}
+            flips += pair == {"holds", "does not hold"}
+        assert (flips > 0) == flips_allowed   # without the dead zone verdicts do flip
