@@ -69,6 +69,13 @@ class Cell:
         return f"{self.mean:.{d}f} ± {self.std:.{d}f}{n}"
 
 
+def _as_runs(row) -> RowRuns | None:
+    """A RowRuns, or the plain {metric: [values in seed order]} of report.collect."""
+    if row is None or isinstance(row, RowRuns):
+        return row
+    return RowRuns(metrics={m: dict(enumerate(vs)) for m, vs in row.items()})
+
+
 def build_cells(spec: TableSpec, results: dict[tuple[str, str], RowRuns],
                 no_dataset: bool = False) -> dict[str, dict[str, Cell]]:
     """cells[row][metric] from the published values and our per-seed values."""
@@ -78,7 +85,7 @@ def build_cells(spec: TableSpec, results: dict[tuple[str, str], RowRuns],
     runnable |= set(added)
     cells: dict[str, dict[str, Cell]] = {}
     for row in spec.rows + added:
-        ours_row = results.get((spec.id, row))
+        ours_row = _as_runs(results.get((spec.id, row)))
         cells[row] = {}
         for m in spec.metrics:
             vals = {k: v * m.scale for k, v in (ours_row.metrics.get(m.id, {}) if ours_row
@@ -106,7 +113,7 @@ def lookup(spec: TableSpec, cells, results: dict[tuple[str, str], RowRuns]) -> L
         return cell.ours if cell is not None and cell.status == OK else None
 
     def data(row):
-        rr = results.get((spec.id, row))
+        rr = _as_runs(results.get((spec.id, row)))
         return next(iter(rr.data)) if rr is not None and len(rr.data) == 1 else None
 
     return Lookup(
