@@ -102,7 +102,7 @@ def dice_per_step_plot(params, out: Path) -> Path | None:
     width = 0.4
     for i, (label, m) in enumerate(curves.items()):
         x = np.arange(1, m.shape[1] + 1) + (i - 0.5) * width
-        ax.bar(x, m.mean(0) * 100, width, yerr=m.std(0) * 100 if len(m) > 1 else None,
+        ax.bar(x, m.mean(0) * 100, width, yerr=m.std(0, ddof=1) * 100 if len(m) > 1 else None,
                label=f"{label} (n={len(m)} seeds)", capsize=2)
     ax.set_xticks(range(1, max(m.shape[1] for m in curves.values()) + 1))
     ax.set_xlabel("timestep (prediction order, ground-truth stopping)")

@@ -138,7 +138,8 @@ def context_figure(params, results: Path, runs: Path = Path("runs"), images: int
         for name, curve, style in (("CiSS-Net", p["ours"], "o-"), ("w/o RL (p-map)", p["pmap"],
                                                                      "s--")):
             if len(curve):
-                ax.errorbar(steps, curve.mean(0), yerr=curve.std(0), fmt=style, ms=3,
+                ax.errorbar(steps, curve.mean(0), yerr=curve.std(0, ddof=1) if len(curve) > 1
+                            else None, fmt=style, ms=3,
                             capsize=2, label=f"{name} (n={len(curve)})")
         ax.set_xlabel("iteration step t (step 0 = Baseline)")
         ax.set_ylabel(f"{p['task'].main_metric} (%)")

@@ -186,8 +186,10 @@ FIG4 = (("a", (("eurl-pose-boxes", "pose_loose", "Loose bbox model"),
 """Fig. 4's rows of panels: (row, engine phase, label) of the two curves compared."""
 
 
-def _curves(results: Path, row: str, phase: str, seeds: list[int]) -> pd.DataFrame | None:
-    """Mean over seeds of a row phase's train_pckh / val_pckh evaluations, by step."""
+def _curves(results: Path, row: str, phase: str, seeds: list[int]
+            ) -> tuple[pd.DataFrame, pd.DataFrame, int] | None:
+    """Mean and sample std (ddof 1, as in the tables) over seeds of a row phase's
+    train_pckh / val_pckh evaluations by step, and the number of seeds."""
     frames = []
     cols = ["step", "eval_train_pckh", "eval_val_pckh"]
     for s in seeds:
@@ -200,7 +202,8 @@ def _curves(results: Path, row: str, phase: str, seeds: list[int]) -> pd.DataFra
     frames = [f for f in frames if len(f)]
     if not frames:
         return None
-    return pd.concat(frames).groupby("step", as_index=False).mean()
+    by_step = pd.concat(frames).groupby("step", as_index=False)
+    return by_step.mean(), by_step.std(ddof=1), len(frames)
 
 
 def figures(params, results: Path) -> list[tuple[Path, str]]:
@@ -225,17 +228,23 @@ def figures(params, results: Path) -> list[tuple[Path, str]]:
                                          ("eval_val_pckh", "validation"))):
             ax = axes[r][c]
             for row, phase, label in pair:
-                df = curves[(row, phase)]
-                if df is not None:
-                    ax.plot(df["step"], 100 * df[col], marker="o", ms=3, label=label)
+                got = curves[(row, phase)]
+                if got is not None:
+                    df, sd, n = got
+                    line, = ax.plot(df["step"], 100 * df[col], marker="o", ms=3,
+                                    label=f"{label} (n={n})")
+                    if n > 1:   # ± sample std over seeds, as in the tables
+                        ax.fill_between(df["step"], 100 * (df[col] - sd[col]),
+                                        100 * (df[col] + sd[col]), color=line.get_color(),
+                                        alpha=0.2, lw=0)
             ax.set_title(f"({chr(ord(letter) + c)}) {what} accuracy", fontsize=9)
             ax.set_xlabel("step" if r == 0 else "agent episode batch")
             ax.set_ylabel("PCKh@0.5 Total (%)")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
     kind = "SYNTHETIC MPII" if params.synthetic else "MPII"
-    fig.suptitle(f"EU-RL Fig. 4 ({kind}, {params.profile} profile, mean of seeds "
-                 f"{params.seeds}): two-stack hourglass accuracy", fontsize=9)
+    fig.suptitle(f"EU-RL Fig. 4 ({kind}, {params.profile} profile, mean ± sample std "
+                 f"over seeds {params.seeds}): two-stack hourglass accuracy", fontsize=9)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)

@@ -1,8 +1,10 @@
-"""Plots of the report: training curves per row, dataset contact sheets."""
+"""Plots of the report: training curves per row (a grid, phases marked, mean ± sample
+std over seeds), dataset contact sheets."""
 
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -22,34 +24,90 @@ def _save(fig, path: Path) -> None:
     rio.write_bytes(path, buf.getvalue())
 
 
-def training_curves(row: str, histories: dict[int, pd.DataFrame], out: Path, label: str) -> None:
-    """One panel per logged quantity (loss, return, eval_*), one line per seed."""
-    cols = []
+WALL_TIME = ("_ms", "_sec", "_seconds", "wall", "time")
+"""Columns that measure the machine, not the learning (e.g. step_ms): never plotted."""
+
+
+def curve_columns(histories: dict[int, pd.DataFrame]) -> list[str]:
+    """The logged quantities worth a panel: numeric somewhere, not phase/step/wall time."""
+    cols: list[str] = []
     for df in histories.values():
-        cols += [c for c in df.columns if c not in ("phase", "step") and c not in cols]
-    cols = [c for c in cols if any(pd.to_numeric(df.get(c), errors="coerce").notna().any()
-                                   for df in histories.values())]
+        cols += [c for c in df.columns if c not in ("phase", "step") and c not in cols
+                 and not any(c.endswith(w) or c.startswith(w) for w in WALL_TIME)]
+    return [c for c in cols if any(pd.to_numeric(df.get(c), errors="coerce").notna().any()
+                                   for df in histories.values() if c in df)]
+
+
+def seed_band(curves: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+    """Mean over seeds and sample std (ddof = 1, as in the tables; None for one seed),
+    over the common length, ignoring NaN."""
+    n = min(len(c) for c in curves)
+    stack = np.stack([c[:n] for c in curves])
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(stack, axis=0)
+        std = np.nanstd(stack, axis=0, ddof=1) if len(curves) > 1 else None
+    return mean, std
+
+
+def _phases(df: pd.DataFrame) -> list[tuple[int, str]]:
+    """(first global step, name) of each training phase, in order."""
+    if "phase" not in df:
+        return []
+    names = df["phase"].astype(str).tolist()
+    return [(i + 1, n) for i, n in enumerate(names) if i == 0 or names[i - 1] != n]
+
+
+def training_curves(row: str, histories: dict[int, pd.DataFrame], out: Path, label: str,
+                    cols_per_row: int = 3) -> None:
+    """A grid with one panel per logged quantity (losses, returns, eval_*): each seed
+    thin, the mean over seeds bold with a ± sample-std band, phases marked by dashed lines."""
+    cols = curve_columns(histories)
     if not cols:
         return
-    fig, axes = plt.subplots(1, len(cols), figsize=(4 * len(cols), 3), squeeze=False)
-    for ax, col in zip(axes[0], cols, strict=True):
+    ncols = min(cols_per_row, len(cols))
+    nrows = -(-len(cols) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.0 * nrows), squeeze=False,
+                             constrained_layout=True)
+    for ax in axes.ravel()[len(cols):]:
+        ax.axis("off")
+    first = histories[min(histories)]
+    phases = _phases(first)
+    for ax, col in zip(axes.ravel(), cols, strict=False):
+        curves, xs = [], None
         for seed, df in sorted(histories.items()):
             if col not in df:
                 continue
             x = np.arange(1, len(df) + 1)   # global step across phases
             y = pd.to_numeric(df[col], errors="coerce")
+            if not col.startswith("eval_"):
+                y = y.rolling(max(1, len(y) // 50), min_periods=1).mean()
             ok = y.notna().to_numpy()
-            if col.startswith("eval_"):
-                ax.plot(x[ok], y[ok], marker="o", ms=3, label=f"seed {seed}")
-            else:
-                smooth = y.rolling(max(1, len(y) // 50), min_periods=1).mean()
-                ax.plot(x[ok], smooth[ok], label=f"seed {seed}")
-        ax.set_title(col)
-        ax.set_xlabel("step")
+            ax.plot(x[ok], y[ok], lw=0.6, alpha=0.5, marker="o" if col.startswith("eval_")
+                    else None, ms=2, label=f"seed {seed}")
+            curves.append(y.to_numpy(dtype=float))
+            xs = x if xs is None or len(x) < len(xs) else xs
+        if len(curves) > 1:
+            mean, std = seed_band(curves)
+            x = xs[:len(mean)]
+            ok = ~np.isnan(mean)
+            ax.plot(x[ok], mean[ok], color="black", lw=1.2, label="mean")
+            if std is not None:
+                ax.fill_between(x[ok], (mean - std)[ok], (mean + std)[ok], color="grey",
+                                alpha=0.3, lw=0, label="± sample std")
+        for start, name in phases:
+            if start > 1:
+                ax.axvline(start - 0.5, color="tab:red", ls="--", lw=0.8)
+            ax.annotate(name, (start, 1.0), xycoords=("data", "axes fraction"), fontsize=6,
+                        va="top", color="tab:red")
+        # every panel spans all steps: the phase marks (and one final eval) stay in view
+        ax.set_xlim(0.5, max(len(df) for df in histories.values()) + 0.5)
+        ax.set_title(col, fontsize=9)
+        ax.set_xlabel("step (phases in order)")
+        ax.set_ylabel(col + (" (smoothed)" if not col.startswith("eval_") else ""))
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
-    suffix = " (synthetic data)" if "synthetic" in label else ""
-    fig.suptitle(f"{label} — {row}{suffix}")
+    axes[0][0].legend(fontsize=6)
+    fig.suptitle(f"{row}: {label}; n = {len(histories)} seeds", fontsize=10)
     _save(fig, out)
 
 
