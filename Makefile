@@ -4,12 +4,12 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: repro test test-fast bench lint pipeline clean-venv
+.PHONY: repro test test-fast bench lint pipeline gpu-check clean-venv
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 # Regenerate dvc.yaml from the method registry and params.yaml, then run the pipeline.
@@ -28,6 +28,11 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check rlcv datasets methods tests benchmarks
+
+# On a CUDA machine: the fast tests and the whole smoke pipeline on the GPU, recorded in
+# results/gpu/ (README.md, times.csv, tables/); see rlcv/gpucheck.py.
+gpu-check: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m rlcv.gpucheck
 
 pipeline: $(STAMP)
 	$(BIN)/rlcv pipeline

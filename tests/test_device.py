@@ -1,0 +1,112 @@
+"""The device path (issue 16): data reaches the run's device in one place
+(`datasets._common.Staged.load`), models are built on it, train and evaluate honour
+RLCV_DEVICE, and metrics.json records where a run was scored.
+
+No GPU here: the rows also run on torch's lazy-tensor backend (`RLCV_DEVICE=lazy`), a
+second device that computes on the CPU and, like CUDA, refuses to mix its tensors with
+CPU tensors, so a row whose data or model stays on the CPU fails as it would on a GPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import copy_repo, run_rows, set_params
+
+from rlcv import engine
+from rlcv.cli import main
+
+
+def test_bad_rlcv_device_is_one_line(ci_coco, chdir, monkeypatch, capsys):
+    monkeypatch.setenv("RLCV_DEVICE", "tpu")
+    with chdir(ci_coco):
+        assert main(["train", "gt-bbox-deepmask", "--seed", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "RLCV_DEVICE must be one of" in err[0], err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_asked_without_cuda_is_one_line(ci_coco, chdir, monkeypatch, capsys):
+    monkeypatch.setenv("RLCV_DEVICE", "cuda")
+    with chdir(ci_coco):
+        assert main(["evaluate", "gt-bbox-deepmask", "--seed", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "sees no CUDA device" in err[0], err
+
+
+def test_staged_data_is_loaded_onto_the_run_device(ci_coco):
+    from datasets._common import Staged
+
+    data = Staged(ci_coco / "data" / "staged" / "coco" / "single", "meta")
+    train = data.load("train")
+    tensors = [v for v in train.values() if isinstance(v, torch.Tensor)]
+    assert tensors and all(t.device.type == "meta" for t in tensors)
+    assert Staged(data.path).load("train")["image"].device.type == "cpu"
+
+
+def test_train_and_evaluate_honour_rlcv_device_cpu_and_record_it(ci_coco, monkeypatch):
+    monkeypatch.setenv("RLCV_DEVICE", "cpu")
+    run_rows(ci_coco, ["gt-bbox-deepmask"], seed=7)
+    rec = json.loads((ci_coco / "results" / "runs" / "gt-bbox-deepmask-7" /
+                      "metrics.json").read_text())
+    assert rec["device"] == "cpu" and rec["torch"] == torch.__version__ and rec["gpu"] is None
+    ckpt = torch.load(ci_coco / "runs" / "gt-bbox-deepmask-7" / "checkpoint.pt",
+                      weights_only=True)
+    assert all(v.device.type == "cpu" for v in ckpt["model"].values())
+
+
+def test_device_record_names_the_gpu_only_on_cuda():
+    assert engine.device_record(torch.device("cpu"))["gpu"] is None
+
+
+@pytest.mark.slow
+def test_rows_train_and_evaluate_on_a_second_device(tmp_path):
+    """Three EU-RL / active-localisation rows end to end on the lazy device: a tensor left
+    on the CPU anywhere in train or evaluate (data, model, a random draw, a factory call)
+    fails the row. ~1-2 min."""
+    root = copy_repo(tmp_path)
+    set_params(root, profile="ci")
+    env = {**os.environ, "RLCV_DEVICE": "lazy", "RLCV_JOBS": "1"}
+    rlcv = [sys.executable, "-m", "rlcv.cli"]
+
+    def run(*args):
+        proc = subprocess.run([*rlcv, *args], cwd=root, env=env, capture_output=True,
+                              text=True)
+        assert proc.returncode == 0, (args, proc.stderr[-2000:])
+
+    run("synth", "coco")
+    run("stage", "coco")
+    for row in ("gt-bbox-deepmask", "box-regressor", "regress-dqn-deepmask"):
+        run("train", row, "--seed", "0")
+        run("evaluate", row, "--seed", "0")
+        rec = json.loads((root / "results" / "runs" / f"{row}-0" / "metrics.json").read_text())
+        assert rec["device"] == "lazy", rec
+
+
+def test_gpu_check_refuses_without_cuda(tmp_path):
+    from rlcv import gpucheck
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert gpucheck.main(["--out", str(tmp_path / "out"), "--skip-tests"]) == 2
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_gpu_check_writes_its_record(tmp_path):
+    """The record `make gpu-check` writes, timed here on the CPU for one ci row."""
+    from rlcv import gpucheck
+
+    out = tmp_path / "out"
+    rc = gpucheck.main(["--device", "cpu", "--profile", "ci", "--seeds", "0", "--rows",
+                        "gt-bbox-deepmask", "--skip-tests", "--workdir", str(tmp_path / "w"),
+                        "--out", str(out)])
+    assert rc == 0
+    readme = (out / "README.md").read_text()
+    assert "| gt-bbox-deepmask | cpu |" in readme and "SYNTHETIC" in readme
+    assert (out / "tables" / "eu-rl-table1.md").is_file()
+    assert (out / "times.csv").read_text().splitlines()[1].startswith("gt-bbox-deepmask,cpu,")
