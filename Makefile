@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: repro test test-fast bench lint pipeline gpu-check clean-venv
+.PHONY: repro repro-timed test test-fast bench lint pipeline gpu-check clean-venv
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -16,6 +16,12 @@ $(STAMP): pyproject.toml constraints.txt
 repro: $(STAMP)
 	$(BIN)/rlcv pipeline
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+
+# The same, with every stage timed (DVC bookkeeping, start-up, work) into
+# results/stage-times.csv; `python -m rlcv.stagetimes table` prints README's per-stage table.
+repro-timed: $(STAMP)
+	$(BIN)/rlcv pipeline
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m rlcv.stagetimes run
 
 test: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q tests

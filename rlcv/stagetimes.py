@@ -1,0 +1,139 @@
+"""Time a `dvc repro` stage by stage: DVC's own overhead, process start-up, train, evaluate.
+
+    python -m rlcv.stagetimes run   [--log results/stage-times.csv] [-- DVC_REPRO_ARGS...]
+    python -m rlcv.stagetimes table [--log results/stage-times.csv]
+
+`run` puts a shim first on PATH that records, for every `rlcv` command DVC starts, when it
+started and ended and how long the process took to import rlcv's command line (torch
+included: the start-up every stage pays), then runs `dvc repro`. What lies between one
+command's end and the next one's start is DVC's bookkeeping (hashing deps and outs,
+writing dvc.lock, checking the next stage). `table` prints the per-stage markdown table
+README.md carries and the totals by kind. Nothing here changes what a stage computes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import shlex
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+FIELDS = ("stage", "start", "startup_s", "end", "rc")
+
+_SHIM = """#!/bin/sh
+# written by rlcv.stagetimes: times one rlcv command for the per-stage table
+exec {python} -m rlcv.stagetimes _exec "$@"
+"""
+
+
+def _exec(argv: list[str]) -> int:
+    """Run one rlcv command in this process, appending its times to $RLCV_STAGE_LOG."""
+    start = _process_start()
+    import torch  # noqa: F401  the import every stage pays, whichever module does it first
+
+    from rlcv import cli
+
+    ready = time.time()
+    try:
+        rc = cli.main(argv)
+    except SystemExit as exc:
+        rc = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    end = time.time()
+    with open(os.environ["RLCV_STAGE_LOG"], "a", newline="") as fh:
+        csv.writer(fh).writerow([" ".join(argv), f"{start:.3f}", f"{ready - start:.3f}",
+                                 f"{end:.3f}", rc])
+    return rc
+
+
+def _process_start() -> float:
+    """This process's start time (Linux /proc); now where /proc is absent."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().split("\n")
+                    if line.startswith("btime"))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, StopIteration, IndexError, ValueError):
+        return time.time()
+
+
+def run(log: Path, dvc_args: list[str]) -> int:
+    """`dvc repro DVC_ARGS` with every rlcv command timed into `log` (started afresh)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w", newline="") as fh:
+        csv.writer(fh).writerow(FIELDS)
+    with tempfile.TemporaryDirectory(prefix="rlcv-shim-") as shim_dir:
+        shim = Path(shim_dir) / "rlcv"
+        shim.write_text(_SHIM.format(python=shlex.quote(sys.executable)))
+        shim.chmod(shim.stat().st_mode | stat.S_IXUSR)
+        env = {**os.environ, "RLCV_STAGE_LOG": str(log.resolve()),
+               "PATH": f"{shim_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+        t0 = time.time()
+        rc = subprocess.call(["dvc", "repro", *dvc_args], env=env)
+        total = time.time() - t0
+    with open(log, "a", newline="") as fh:
+        csv.writer(fh).writerow(["(dvc repro total)", f"{t0:.3f}", "0", f"{t0 + total:.3f}", rc])
+    return rc
+
+
+def table(log: Path) -> str:
+    """The per-stage markdown table and totals from a log that `run` wrote."""
+    with open(log, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    total = next((r for r in rows if r["stage"] == "(dvc repro total)"), None)
+    rows = [r for r in rows if r["stage"] != "(dvc repro total)"]
+    rows.sort(key=lambda r: float(r["start"]))
+    lines = ["| stage command | DVC before it (s) | start-up (s) | work (s) |",
+             "|---|---:|---:|---:|"]
+    kinds: dict[str, float] = {"dvc": 0.0, "startup": 0.0}
+    prev_end = float(total["start"]) if total else float(rows[0]["start"]) if rows else 0.0
+    for r in rows:
+        start, end, startup = float(r["start"]), float(r["end"]), float(r["startup_s"])
+        dvc = max(0.0, start - prev_end)
+        work = end - start - startup
+        kind = r["stage"].split()[0]
+        kinds["dvc"] += dvc
+        kinds["startup"] += startup
+        kinds[kind] = kinds.get(kind, 0.0) + work
+        lines.append(f"| `rlcv {r['stage']}` | {dvc:.1f} | {startup:.1f} | {work:.1f} |")
+        prev_end = end
+    if total:
+        kinds["dvc"] += max(0.0, float(total["end"]) - prev_end)
+    lines += ["", "| where the time went | minutes |", "|---|---:|"]
+    for kind, secs in sorted(kinds.items(), key=lambda kv: -kv[1]):
+        label = {"dvc": "DVC bookkeeping", "startup": "process start-up (imports)"}.get(
+            kind, f"`rlcv {kind}` work")
+        lines.append(f"| {label} | {secs / 60:.1f} |")
+    if total:
+        wall = float(total["end"]) - float(total["start"])
+        lines.append(f"| **`dvc repro` wall clock** (exit {total['rc']}) | **{wall / 60:.1f}** |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["_exec"]:
+        return _exec(argv[1:])
+    ap = argparse.ArgumentParser(prog="python -m rlcv.stagetimes",
+                                 description=__doc__.split("\n")[0])
+    ap.add_argument("action", choices=("run", "table"))
+    ap.add_argument("--log", type=Path, default=Path("results/stage-times.csv"))
+    ap.add_argument("dvc_args", nargs="*", help="passed to `dvc repro` (after --)")
+    args = ap.parse_args(argv)
+    if args.action == "run":
+        return run(args.log, args.dvc_args)
+    if not args.log.is_file():
+        print(f"error: {args.log}: no stage log; `python -m rlcv.stagetimes run` writes it",
+              file=sys.stderr)
+        return 2
+    print(table(args.log))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
