@@ -3,11 +3,13 @@
 Every CPU-profile model is small, and a second torch thread on one process gains little
 (measured 1.0-1.5x) while two single-threaded processes on the two cores of this machine
 give ~1.8x. So the seeds of a row run in `RLCV_JOBS` forked processes at once (default:
-up to twice the usable cores divided by RLCV_THREADS, and 1 when a GPU is present, where
+up to three times the usable cores divided by RLCV_THREADS, and 1 when a GPU is present, where
 the seeds would share its memory). Single-threaded workers share a core without the
 spin-waits of a thread pool: three seeds on two cores all at once took 17.8 s where two
 then one took 22.9 s (regress-dqn-deepmask, smoke). Each seed is seeded afresh in its own
 process, so its result does not depend on which seeds ran beside it or in what order.
+The default allows three workers per core, so that five seeds on two cores all run at
+once instead of four and then one (see OVERSUBSCRIBE).
 
 A worker that fails prints its own one-line error; the parent stops the others and exits
 with the worker's code, without a second message. A worker dies with its parent (Linux's
@@ -41,7 +43,7 @@ class WorkerFailed(RlcvError):
 
 
 def jobs(n_seeds: int) -> int:
-    """How many seeds run at once: RLCV_JOBS, else 2 x cores // RLCV_THREADS (1 on a GPU)."""
+    """How many seeds run at once: RLCV_JOBS, else 3 x cores // RLCV_THREADS (1 on a GPU)."""
     raw = os.environ.get("RLCV_JOBS")
     if raw is not None:
         if not raw.isdigit() or int(raw) < 1:
@@ -55,7 +57,14 @@ def jobs(n_seeds: int) -> int:
 
     threads = os.environ.get("RLCV_THREADS", "1")
     per = int(threads) if threads.isdigit() and int(threads) > 0 else 1
-    return max(1, min(n_seeds, 2 * usable_cores() // per))
+    return max(1, min(n_seeds, OVERSUBSCRIBE * usable_cores() // per))
+
+
+OVERSUBSCRIBE = 3
+"""Workers per core on the CPU. Single-threaded workers share a core without a thread
+pool's spin-waits, so a row's seeds should all start at once: with the default five seeds
+on two cores, 2 per core ran four and then one, and the fifth ran alone on one core while
+the other idled (benchmarks/test_bench_workers.py measures the difference)."""
 
 
 _PR_SET_PDEATHSIG = 1

@@ -60,6 +60,11 @@ def test_jobs_follow_rlcv_jobs_and_the_thread_count(monkeypatch):
     monkeypatch.delenv("RLCV_JOBS")
     monkeypatch.setenv("RLCV_THREADS", "256")   # more threads than cores: one seed at a time
     assert jobs(3) == 1
+    monkeypatch.setenv("RLCV_THREADS", "1")
+    monkeypatch.setattr("rlcv.engine.usable_cores", lambda: 2)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    assert jobs(5) == 5   # the default five seeds on two cores start at once, not 4 then 1
+    assert jobs(9) == 6
     for bad in ("0", "two"):
         monkeypatch.setenv("RLCV_JOBS", bad)
         with pytest.raises(ParamsError, match="RLCV_JOBS"):
