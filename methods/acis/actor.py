@@ -1,15 +1,18 @@
 """ACIS actor training (Araslanov et al., CVPR 2019, Sec. 5.3, Algorithm 1, Eqs. 5-7).
 
-`fit_actor` trains the actor on windows of episodes drawn by `methods.acis.train`
-(`sample_batch`, `rollout`), with the cVAE decoder frozen, in one of three modes:
+`fit_actor` trains the actor on episodes drawn by `methods.acis.train` (`sample_batch`,
+`rollout`), each unrolled to its end (its remaining instances and the step that should
+stop, at most `max_steps`), with the cVAE decoder frozen, in one of three modes:
 
 - `bl`: the baseline — BCE of each prediction with the ground truth assigned by Dice
-  max-matching (Kuhn-Munkres), backpropagated through every step of the window (full
+  max-matching (Kuhn-Munkres), backpropagated through every step of the episode (full
   BPTT through the LSTM state and the soft accumulated mask M_t).
 - `bl-trunc`: the same loss with one-step BPTT: the recorded states are replayed at once
   with the recurrent inputs detached.
-- `ac`: Algorithm 1. Episode execution with exploration noise; the critic regressed on the
-  discounted returns of the potential-difference rewards (Eqs. 5, 7); then the actor,
+- `ac`: Algorithm 1. Episode execution with exploration noise; the critic regressed on
+  Eq. 7's discounted returns of the potential-difference rewards (Eq. 5) to the end of
+  each episode (closed by the critic's estimate only where `max_steps` cuts an episode
+  short); then the actor,
   re-sampling its actions on the recorded states, ascends Q(s_t, D(a_t)) through the
   frozen decoder, with the KL term to N(0, I) (`kl_weight`, 0 = NoKL), after a critic
   warm-up. The termination unit is trained with BCE on the ground-truth count in every
@@ -91,13 +94,22 @@ def replay_actor(actor: Actor, batch: Batch, ep: Episode, steps: int):
     return mu, logvar, stop
 
 
+def episode_steps(remaining: torch.Tensor, cap: int) -> int:
+    """Steps to unroll so that every episode of the batch runs to its end: its
+    `remaining` predictions and the step that should say stop, at most `cap` (the
+    paper's maximum number of steps)."""
+    return max(1, min(int(remaining.max()) + 1, cap))
+
+
 def fit_actor(run, phase: str, data: Prepared, actor: Actor, decoder: MaskDecoder, cfg,
-              mode: str, horizon: int, steps: int, width: int,
-              critic: Critic | None = None) -> Critic | None:
-    """Train the actor for `steps` iterations in `mode` ("bl", "bl-trunc" or "ac") on
-    windows of `horizon` steps; the decoder stays frozen. In "ac" the critic (new, with
-    `width` channels, unless a warmed-up one is given) is trained alongside and returned;
-    during the first `cfg.warmup` iterations only the critic learns."""
+              mode: str, steps: int, width: int, critic: Critic | None = None,
+              window: int | None = None) -> Critic | None:
+    """Train the actor for `steps` iterations in `mode` ("bl", "bl-trunc" or "ac"); the
+    decoder stays frozen. Every episode runs to its end (up to `cfg.max_steps` steps),
+    or for `window` steps when given (the one-step actor initialisation). In "ac" the
+    critic (new, with `width` channels, unless a warmed-up one is given) is trained
+    alongside and returned; during the first `cfg.warmup` iterations only the critic
+    learns."""
     decoder.requires_grad_(False)   # fixed decoder (Sec. 5.3): only the encoder learns
     decoder.eval()
     opt = torch.optim.Adam(actor.parameters(), lr=cfg.lr)
@@ -108,10 +120,12 @@ def fit_actor(run, phase: str, data: Prepared, actor: Actor, decoder: MaskDecode
         objects.update(critic=critic, critic_opt=copt)
     elif mode not in ("bl", "bl-trunc"):
         raise ValueError(f"unknown training mode {mode!r}")
-    t = horizon
+
+    def unroll(batch: Batch) -> int:
+        return window if window is not None else episode_steps(batch.remaining, cfg.max_steps)
 
     def supervised(batch: Batch) -> dict:
-        b = batch.image.shape[0]
+        b, t = batch.image.shape[0], unroll(batch)
         if mode == "bl":   # full BPTT: gradients through h_t and the soft M_t of every step
             ep = rollout(actor, decoder, batch.image, batch.aux, batch.pyramid, batch.mask0, t)
             logits, stop = ep.logits[:, :, 0].transpose(0, 1), ep.stop.T
@@ -129,22 +143,24 @@ def fit_actor(run, phase: str, data: Prepared, actor: Actor, decoder: MaskDecode
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        return {"mask_bce": mask_loss.item(), "stop_bce": stop_loss.item()}
+        return {"mask_bce": mask_loss.item(), "stop_bce": stop_loss.item(), "unroll": t}
 
     def actor_critic(batch: Batch, step: int, g: torch.Generator) -> dict:
-        b = batch.image.shape[0]
+        b, t = batch.image.shape[0], unroll(batch)
         image, aux = repeat_steps(batch.image, t), repeat_steps(batch.aux, t)
         pred_steps, _ = step_masks(batch.remaining, t)
         w = pred_steps.T.reshape(-1).float()   # (T*B), step-major like the replay
+        cut = batch.remaining > t   # episodes longer than the unroll (only past the cap)
         with torch.no_grad():
-            # episode execution with exploration noise; one extra step to bootstrap windows
-            # that end before the episode does
+            # episode execution with exploration noise, to the end of every episode (one
+            # more step only where the cap cuts an episode, for the critic to close it)
             ep = rollout(actor, decoder, batch.image, batch.aux, batch.pyramid, batch.mask0,
-                         t + 1, g=g)
+                         t + int(cut.any()), g=g)
             probs = torch.sigmoid(ep.logits)
             r = rewards(probs[:t, :, 0].transpose(0, 1), batch.targets, cfg.reward)
-            boot = critic(batch.image, batch.aux, ep.masks[t], probs[t]).double()
-            boot = boot * (batch.remaining > t)   # episodes ending inside the window: 0
+            boot = None
+            if cut.any():
+                boot = critic(batch.image, batch.aux, ep.masks[t], probs[t]).double() * cut
             target = discounted_returns(r, pred_steps, cfg.gamma, boot).float().T.reshape(-1)
         # policy evaluation, Eq. 7
         q = critic(image, aux, flatten_steps(ep.masks[:t]), flatten_steps(probs[:t]))
@@ -155,7 +171,7 @@ def fit_actor(run, phase: str, data: Prepared, actor: Actor, decoder: MaskDecode
         n = w.sum().clamp(min=1)
         mean_g = (target * w).sum() / n
         var_g = ((target - mean_g) ** 2 * w).sum() / n
-        out = {"critic_loss": critic_loss.item(), "return": mean_g.item(),
+        out = {"critic_loss": critic_loss.item(), "return": mean_g.item(), "unroll": t,
                "critic_ev": 1 - critic_loss.item() / max(var_g.item(), 1e-8),
                "reward": (r * pred_steps).sum().item() / max(pred_steps.sum().item(), 1)}
         if step < cfg.warmup or (step - cfg.warmup) % cfg.actor_every:
