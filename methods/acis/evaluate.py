@@ -4,9 +4,15 @@ Inference runs the actor recurrently from the empty mask with the mean action (t
 deviation is discarded) and stops at the first step whose termination unit says stop,
 or after `max_steps` steps (21 on CVPPP). Every score comes from `rlcv.metrics`:
 
-- Tables 1 and 3: the kept masks (upsampled to the staged resolution, > 0.5) form one
-  label map (each pixel takes the step of highest probability), scored by the CVPPP
-  challenge's Symmetric Best Dice and |DiC| (`symmetric_best_dice`, `diff_fg_labels`).
+Every score is taken at the ground truth's resolution, as the benchmarks do: predictions
+(label maps, masks) are brought to the original-size ground truth that staging keeps for
+the evaluation splits, by nearest neighbour (`to_ground_truth`; outside the staged crop of
+a CVPPP plant: background).
+
+- Tables 1 and 3: the kept masks (upsampled bilinearly to the staged resolution, > 0.5)
+  form one label map (each pixel takes the step of highest probability), scored by the
+  CVPPP challenge's Symmetric Best Dice and |DiC| (`symmetric_best_dice`,
+  `diff_fg_labels`).
 - Table 2: one trained model rolled out three ways — both states, the LSTM state zeroed
   at every step ("mask only"), the accumulated mask zeroed ("LSTM only"). Dice* is the
   max-matching Dice of the first N predictions (N = ground-truth count: ground-truth
@@ -30,6 +36,7 @@ from rlcv.metrics import (
     diff_fg_labels,
     false_positive_negative,
     symmetric_best_dice,
+    to_ground_truth,
 )
 from rlcv.models.acis import AUX, Actor, MaskDecoder, state_pyramid
 from rlcv.models.segnet import MaskNet
@@ -88,20 +95,41 @@ def label_maps(probs: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     return torch.where(best > 0.5, idx + 1, torch.zeros_like(idx))
 
 
-def cvppp_scores(labels: torch.Tensor, gt: torch.Tensor) -> tuple[float, float]:
-    """(SBD, |DiC|) averaged over images."""
-    sbd = symmetric_best_dice(labels, gt).mean().item()
-    dic = diff_fg_labels(labels, gt).abs().double().mean().item()
-    return sbd, dic
+def ground_truths(split: dict) -> list[tuple[torch.Tensor, tuple | None]]:
+    """Per image, the ground truth the scores are computed against and the region of it
+    the staged image shows: the original-size labels (`gt`, `box`) where staging kept
+    them (CVPPP val / test, KITTI val / test), else the staged labels (None: all of it)."""
+    if "gt" not in split:
+        return [(g.long(), None) for g in split["label"]]
+    return [(g.long(), tuple(b.tolist())) for g, b in zip(split["gt"], split["box"], strict=True)]
 
 
-def per_step_dice(probs: torch.Tensor, gt: torch.Tensor, count: torch.Tensor) -> list:
+def gt_counts(truths: list) -> torch.Tensor:
+    """(n,) instances per ground truth (distinct non-zero ids)."""
+    return torch.tensor([int((torch.unique(g) > 0).sum()) for g, _ in truths])
+
+
+def at_ground_truth(pred: torch.Tensor, truths: list) -> list:
+    """Per image, its predictions (label map or mask stack at the staged resolution)
+    brought to its ground truth's size, nearest neighbour (`to_ground_truth`)."""
+    return [to_ground_truth(p, g.shape, box) for p, (g, box) in zip(pred, truths, strict=True)]
+
+
+def cvppp_scores(labels: list, truths: list) -> tuple[float, float]:
+    """(SBD, |DiC|) averaged over images, at the ground truth's resolution."""
+    sbd = [symmetric_best_dice(p, g) for p, (g, _) in zip(labels, truths, strict=True)]
+    dic = [diff_fg_labels(p, g).abs() for p, (g, _) in zip(labels, truths, strict=True)]
+    return torch.stack(sbd).mean().item(), torch.stack(dic).double().mean().item()
+
+
+def per_step_dice(probs: torch.Tensor, truths: list, count: torch.Tensor) -> list:
     """Max-matching Dice of each of the first N predictions per image (ground-truth
-    stopping): a list of (N_i,) tensors."""
+    stopping), at the ground truth's resolution: a list of (N_i,) tensors."""
     out = []
-    for p, g, n in zip(probs, gt, count.tolist(), strict=True):
+    for p, (g, box), n in zip(probs, truths, count.tolist(), strict=True):
         n = min(n, p.shape[0])
-        out.append(dice_per_timestep(p[:n] > 0.5, g) if n else torch.zeros(0))
+        out.append(dice_per_timestep(to_ground_truth(p[:n] > 0.5, g.shape, box), g)
+                   if n else torch.zeros(0))
     return out
 
 
@@ -139,9 +167,9 @@ def evaluate_split(state: dict, split: dict, tables: tuple[str, ...]) -> dict:
     data = prepare(split, state["arch"]["downsample"])
     data.aux = compute_aux(preproc, data)
     max_steps = state["config"]["max_steps"]
-    gt = split["label"].long()
-    size = tuple(gt.shape[-2:])
-    count = (split["num_leaves"] if "num_leaves" in split else split["num_instances"]).long()
+    size = tuple(split["label"].shape[-2:])
+    truths = ground_truths(split)
+    count = gt_counts(truths)
     gt_stopping = "t2" in tables or "fig3" in tables
     steps = max(max_steps, int(count.max())) if gt_stopping else max_steps
     out: dict[str, float] = {}
@@ -151,21 +179,22 @@ def evaluate_split(state: dict, split: dict, tables: tuple[str, ...]) -> dict:
     for name, block in modes:
         probs, stop = infer(actor, decoder, data, steps, block)
         probs = upsample(probs, size)
-        labels = label_maps(probs, n_predicted(stop[:, :max_steps]))
+        labels = at_ground_truth(label_maps(probs, n_predicted(stop[:, :max_steps])), truths)
         if "t1" in tables or "t2" in tables:
-            sbd, dic = cvppp_scores(labels, gt)
+            sbd, dic = cvppp_scores(labels, truths)
         if name == "lstm_mask" and "t1" in tables:
             out.update(sbd=sbd, abs_dic=dic)
         if gt_stopping:
-            per_step = per_step_dice(probs, gt, count)
+            per_step = per_step_dice(probs, truths, count)
         if "t2" in tables:
             out[f"dice_{name}"] = dice_star(per_step)
             out[f"abs_dic_{name}"] = dic
         if name == "lstm_mask" and "fig3" in tables:
             out.update(dice_bins(per_step))
         if name == "lstm_mask" and "t4" in tables:
-            mwcov, mucov = coverage(labels, gt)
-            fp, fn = false_positive_negative(labels, gt)
-            out.update(mwcov=mwcov.mean().item(), mucov=mucov.mean().item(),
-                       avgfp=fp.mean().item(), avgfn=fn.mean().item())
+            cov = [coverage(p, g) for p, (g, _) in zip(labels, truths, strict=True)]
+            fpn = [false_positive_negative(p, g) for p, (g, _) in zip(labels, truths, strict=True)]
+            mean = lambda v: torch.stack(v).double().mean().item()   # noqa: E731
+            out.update(mwcov=mean([c[0] for c in cov]), mucov=mean([c[1] for c in cov]),
+                       avgfp=mean([f[0] for f in fpn]), avgfn=mean([f[1] for f in fpn]))
     return out
