@@ -81,7 +81,7 @@ def _spy_episode(monkeypatch, prefill_all: bool = False):
 
     def spy_rewards(pred, gt, kind):
         seen["r"] = real_rewards(pred, gt, kind)
-        seen["kind"] = kind
+        seen.update(kind=kind, pred=pred.clone())
         return seen["r"]
 
     def spy_returns(r, valid, g, bootstrap=None):
@@ -109,6 +109,8 @@ def test_critic_target_on_a_finished_episode_is_eq7(tmp_path, monkeypatch):
     calls = []
     critic.register_forward_hook(lambda m, i, o: calls.append((i[3].detach().clone(),
                                                                o.detach().clone())))
+    real_rollout = A.rollout
+    monkeypatch.setattr(A, "rollout", lambda *a, **k: seen.setdefault("ep", real_rollout(*a, **k)))
     r = run(tmp_path)
     A.fit_actor(r, "train", data, actor, decoder, cfg(gamma=gamma, warmup=5, reward="iou",
                 prefill=0.5), "ac", 1, 4, critic)
@@ -117,10 +119,12 @@ def test_critic_target_on_a_finished_episode_is_eq7(tmp_path, monkeypatch):
     t = n_max + 1                                  # every prediction and the stop step
     assert seen["kind"] == "iou" and seen["gamma"] == gamma and seen["boot"] is None
     assert seen["G"].shape == (batch.image.shape[0], t)
-    # the only critic call before the update is the regression on all T*B recorded steps
+    # the only critic call before the update is the regression on the predicting steps
     assert len(calls) == 1
-    masks, q = calls[0]
-    masks = masks.view(t, -1, *HW).transpose(0, 1)   # (B, T, h, w) predictions
+    _, q = calls[0]
+    # the episode's masks: the decoder's probabilities of every step it recorded
+    masks = torch.sigmoid(seen["ep"].logits[:t, :, 0]).transpose(0, 1)   # (B, T, h, w)
+    assert torch.equal(masks, seen["pred"])
     for i in range(batch.image.shape[0]):
         n = int(batch.remaining[i])
         tg = batch.targets[i][batch.targets[i].flatten(1).any(1)].float()   # its N targets
@@ -139,10 +143,11 @@ def test_critic_target_on_a_finished_episode_is_eq7(tmp_path, monkeypatch):
         torch.testing.assert_close(got, torch.tensor(want, dtype=got.dtype), atol=1e-5,
                                    rtol=1e-5)
         assert torch.all(seen["G"][i, n:] == 0)
-    # the logged critic loss is the squared error of Q against exactly these targets
-    w = seen["valid"].T.reshape(-1).float()
-    g = seen["G"].float().T.reshape(-1)
-    loss = ((q - g) ** 2 * w).sum() / w.sum()
+    # the logged critic loss is the squared error of Q against exactly these targets, on
+    # the steps that predict an instance
+    g = seen["G"].float().T.reshape(-1)[seen["valid"].T.reshape(-1)]
+    assert q.shape == g.shape == (int(batch.remaining.sum()),)
+    loss = ((q - g) ** 2).mean()
     assert abs(r.history[-1]["critic_loss"] - loss.item()) < 1e-5
 
 
@@ -214,11 +219,13 @@ class ExactCritic(torch.nn.Module):
         super().__init__()
         self.unused = torch.nn.Parameter(torch.zeros(1))   # the critic optimizer needs one
         self.batch = None
+        self.rows = None   # flat step-major indices of the steps Q is asked about
 
     def forward(self, image, aux, mask, m):
         tg = self.batch.targets.float()
-        if m.shape[0] != tg.shape[0]:
-            tg = T.repeat_steps(tg, m.shape[0] // tg.shape[0])
+        # Q is asked about the predicting steps (flat step-major rows); no episode here
+        # is long enough to be cut, so there is no bootstrap call on B states
+        tg = tg[self.rows % tg.shape[0]]
         area = tg.sum((2, 3))
         dice = 2 * (m * tg).sum((2, 3)) / (m.sum((2, 3)) + area).clamp(min=1e-6)
         covered = (mask * tg).sum((2, 3)) > 0.5 * area
@@ -250,7 +257,14 @@ def test_policy_iteration_follows_the_critic_to_better_masks(tmp_path, monkeypat
         critic.batch = real_sample(*a)
         return critic.batch
 
+    real_active = A.active_steps
+
+    def spy_rows(mask):
+        critic.rows = real_active(mask)
+        return critic.rows
+
     monkeypatch.setattr(A, "sample_batch", spy)
+    monkeypatch.setattr(A, "active_steps", spy_rows)
     actor, _ = models(3)
     decoder = T.fit_cvae(run(tmp_path, "cvae"), "cvae", data, 4, 4, True, 150, 8, 5e-3, 1e-3,
                          5.0)   # a decoder that can draw the squares, as pre-training gives

@@ -84,13 +84,25 @@ def set_exploration(actor: Actor, std: float) -> None:
         actor.logvar.bias.fill_(2 * math.log(std))
 
 
-def replay_actor(actor: Actor, batch: Batch, ep: Episode, steps: int):
+def active_steps(mask: torch.Tensor) -> torch.Tensor:
+    """Flat indices, step-major as `flatten_steps`, of the (t, b) set in a (B, T) mask."""
+    return torch.nonzero(mask.T.reshape(-1))[:, 0]
+
+
+def replay_actor(actor: Actor, batch: Batch, ep: Episode, steps: int,
+                 idx: torch.Tensor | None = None):
     """One-step (truncated) BPTT: the actor re-run on the recorded states of the first
-    `steps` steps, all at once. The recorded M_t and (h, c) are detached: no gradient
-    reaches earlier steps. Returns mean, log-variance, termination logits (T*B, ...)."""
-    mu, logvar, stop, _ = actor(repeat_steps(batch.image, steps), repeat_steps(batch.aux, steps),
-                                flatten_steps(ep.masks[:steps]),
-                                (flatten_steps(ep.h[:steps]), flatten_steps(ep.c[:steps])))
+    `steps` steps (only the flat indices `idx` of them when given), all at once. The
+    recorded M_t and (h, c) are detached: no gradient reaches earlier steps. Returns
+    mean, log-variance, termination logits (T*B or len(idx), ...)."""
+    def pick(x):
+        return x if idx is None else x[idx]
+
+    mu, logvar, stop, _ = actor(pick(repeat_steps(batch.image, steps)),
+                                pick(repeat_steps(batch.aux, steps)),
+                                pick(flatten_steps(ep.masks[:steps])),
+                                (pick(flatten_steps(ep.h[:steps])),
+                                 pick(flatten_steps(ep.c[:steps]))))
     return mu, logvar, stop
 
 
@@ -147,9 +159,9 @@ def fit_actor(run, phase: str, data: Prepared, actor: Actor, decoder: MaskDecode
 
     def actor_critic(batch: Batch, step: int, g: torch.Generator) -> dict:
         b, t = batch.image.shape[0], unroll(batch)
-        image, aux = repeat_steps(batch.image, t), repeat_steps(batch.aux, t)
-        pred_steps, _ = step_masks(batch.remaining, t)
-        w = pred_steps.T.reshape(-1).float()   # (T*B), step-major like the replay
+        pred_steps, term_steps = step_masks(batch.remaining, t)
+        sel = active_steps(pred_steps)   # the (t, b) that predict an instance, step-major
+        n = max(sel.numel(), 1)
         cut = batch.remaining > t   # episodes longer than the unroll (only past the cap)
         with torch.no_grad():
             # episode execution with exploration noise, to the end of every episode (one
@@ -162,15 +174,17 @@ def fit_actor(run, phase: str, data: Prepared, actor: Actor, decoder: MaskDecode
             if cut.any():
                 boot = critic(batch.image, batch.aux, ep.masks[t], probs[t]).double() * cut
             target = discounted_returns(r, pred_steps, cfg.gamma, boot).float().T.reshape(-1)
+            target = target[sel]
+        image, aux = repeat_steps(batch.image, t)[sel], repeat_steps(batch.aux, t)[sel]
+        masks = flatten_steps(ep.masks[:t])[sel]
         # policy evaluation, Eq. 7
-        q = critic(image, aux, flatten_steps(ep.masks[:t]), flatten_steps(probs[:t]))
-        critic_loss = ((q - target) ** 2 * w).sum() / w.sum().clamp(min=1)
+        q = critic(image, aux, masks, flatten_steps(probs[:t])[sel])
+        critic_loss = ((q - target) ** 2).sum() / n
         copt.zero_grad(set_to_none=True)
         critic_loss.backward()
         copt.step()
-        n = w.sum().clamp(min=1)
-        mean_g = (target * w).sum() / n
-        var_g = ((target - mean_g) ** 2 * w).sum() / n
+        mean_g = target.sum() / n
+        var_g = ((target - mean_g) ** 2).sum() / n
         out = {"critic_loss": critic_loss.item(), "return": mean_g.item(), "unroll": t,
                "critic_ev": 1 - critic_loss.item() / max(var_g.item(), 1e-8),
                "reward": (r * pred_steps).sum().item() / max(pred_steps.sum().item(), 1)}
@@ -178,12 +192,17 @@ def fit_actor(run, phase: str, data: Prepared, actor: Actor, decoder: MaskDecode
             return out   # critic warm-up, or a critic-only iteration: the actor waits
         # policy iteration: ascend Q(s_t, D(a_t)) with a_t re-sampled from the current
         # actor on the recorded states, plus the KL term that keeps exploring
+        # (replayed on the steps that predict or should stop; Q on the predicting ones)
         critic.requires_grad_(False)
-        mu, logvar, stop = replay_actor(actor, batch, ep, t)
+        seen = torch.nonzero(term_steps.T.reshape(-1))[:, 0]
+        mu, logvar, stop = replay_actor(actor, batch, ep, t, seen)
+        pred = pred_steps.T.reshape(-1)[seen]
+        mu, logvar = mu[pred], logvar[pred]
         a = mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=g).to(mu.device)
-        m = torch.sigmoid(decoder(a, repeat_steps(batch.pyramid, t)))
-        q_pi = (critic(image, aux, flatten_steps(ep.masks[:t]), m) * w).sum() / w.sum().clamp(min=1)
-        kl = (kl_normal(mu, logvar) * w).sum() / w.sum().clamp(min=1)
+        m = torch.sigmoid(decoder(a, [p[sel] for p in repeat_steps(batch.pyramid, t)]))
+        q_pi = critic(image, aux, masks, m).sum() / n
+        kl = kl_normal(mu, logvar).sum() / n
+        stop = stop.new_zeros(t * b).index_copy(0, seen, stop.reshape(-1))
         stop_loss = termination_loss(stop.view(t, b).T, batch.remaining)
         loss = -q_pi + cfg.kl_weight * kl + stop_loss
         opt.zero_grad(set_to_none=True)
