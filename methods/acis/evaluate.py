@@ -100,8 +100,8 @@ def ground_truths(split: dict) -> list[tuple[torch.Tensor, tuple | None]]:
     the staged image shows: the original-size labels (`gt`, `box`) where staging kept
     them (CVPPP val / test, KITTI val / test), else the staged labels (None: all of it)."""
     if "gt" not in split:
-        return [(g.long(), None) for g in split["label"]]
-    return [(g.long(), tuple(b.tolist())) for g, b in zip(split["gt"], split["box"], strict=True)]
+        return [(g, None) for g in split["label"]]
+    return [(g, tuple(b.tolist())) for g, b in zip(split["gt"], split["box"], strict=True)]
 
 
 def gt_counts(truths: list) -> torch.Tensor:
@@ -109,17 +109,23 @@ def gt_counts(truths: list) -> torch.Tensor:
     return torch.tensor([int((torch.unique(g) > 0).sum()) for g, _ in truths])
 
 
-def at_ground_truth(pred: torch.Tensor, truths: list) -> list:
-    """Per image, its predictions (label map or mask stack at the staged resolution)
-    brought to its ground truth's size, nearest neighbour (`to_ground_truth`)."""
-    return [to_ground_truth(p, g.shape, box) for p, (g, box) in zip(pred, truths, strict=True)]
-
-
-def cvppp_scores(labels: list, truths: list) -> tuple[float, float]:
-    """(SBD, |DiC|) averaged over images, at the ground truth's resolution."""
-    sbd = [symmetric_best_dice(p, g) for p, (g, _) in zip(labels, truths, strict=True)]
-    dic = [diff_fg_labels(p, g).abs() for p, (g, _) in zip(labels, truths, strict=True)]
-    return torch.stack(sbd).mean().item(), torch.stack(dic).double().mean().item()
+def label_scores(labels: torch.Tensor, truths: list, cvppp: bool, kitti: bool) -> dict:
+    """Means over images of the label-map metrics, each image's label map (staged
+    resolution) brought to its ground truth's size first (`to_ground_truth`, nearest
+    neighbour; one image at a time, so memory stays that of one full-size map):
+    sbd, abs_dic (`cvppp`) and mwcov, mucov, avgfp, avgfn (`kitti`)."""
+    vals: dict[str, list] = {}
+    for lab, (g, box) in zip(labels, truths, strict=True):
+        full, g = to_ground_truth(lab, g.shape, box), g.long()
+        per = {}
+        if cvppp:
+            per.update(sbd=symmetric_best_dice(full, g), abs_dic=diff_fg_labels(full, g).abs())
+        if kitti:
+            (mwcov, mucov), (fp, fn) = coverage(full, g), false_positive_negative(full, g)
+            per.update(mwcov=mwcov, mucov=mucov, avgfp=fp, avgfn=fn)
+        for k, v in per.items():
+            vals.setdefault(k, []).append(v)
+    return {k: torch.stack(v).double().mean().item() for k, v in vals.items()}
 
 
 def per_step_dice(probs: torch.Tensor, truths: list, count: torch.Tensor) -> list:
@@ -128,7 +134,7 @@ def per_step_dice(probs: torch.Tensor, truths: list, count: torch.Tensor) -> lis
     out = []
     for p, (g, box), n in zip(probs, truths, count.tolist(), strict=True):
         n = min(n, p.shape[0])
-        out.append(dice_per_timestep(to_ground_truth(p[:n] > 0.5, g.shape, box), g)
+        out.append(dice_per_timestep(to_ground_truth(p[:n] > 0.5, g.shape, box), g.long())
                    if n else torch.zeros(0))
     return out
 
@@ -179,22 +185,17 @@ def evaluate_split(state: dict, split: dict, tables: tuple[str, ...]) -> dict:
     for name, block in modes:
         probs, stop = infer(actor, decoder, data, steps, block)
         probs = upsample(probs, size)
-        labels = at_ground_truth(label_maps(probs, n_predicted(stop[:, :max_steps])), truths)
-        if "t1" in tables or "t2" in tables:
-            sbd, dic = cvppp_scores(labels, truths)
-        if name == "lstm_mask" and "t1" in tables:
-            out.update(sbd=sbd, abs_dic=dic)
+        labels = label_maps(probs, n_predicted(stop[:, :max_steps]))
+        scores = label_scores(labels, truths, "t1" in tables or "t2" in tables,
+                              name == "lstm_mask" and "t4" in tables)
+        if name == "lstm_mask":
+            out.update({k: v for k, v in scores.items()
+                        if "t1" in tables or k not in ("sbd", "abs_dic")})
         if gt_stopping:
             per_step = per_step_dice(probs, truths, count)
         if "t2" in tables:
             out[f"dice_{name}"] = dice_star(per_step)
-            out[f"abs_dic_{name}"] = dic
+            out[f"abs_dic_{name}"] = scores["abs_dic"]
         if name == "lstm_mask" and "fig3" in tables:
             out.update(dice_bins(per_step))
-        if name == "lstm_mask" and "t4" in tables:
-            cov = [coverage(p, g) for p, (g, _) in zip(labels, truths, strict=True)]
-            fpn = [false_positive_negative(p, g) for p, (g, _) in zip(labels, truths, strict=True)]
-            mean = lambda v: torch.stack(v).double().mean().item()   # noqa: E731
-            out.update(mwcov=mean([c[0] for c in cov]), mucov=mean([c[1] for c in cov]),
-                       avgfp=mean([f[0] for f in fpn]), avgfn=mean([f[1] for f in fpn]))
     return out
