@@ -265,3 +265,21 @@ class Staged:
     @property
     def splits(self) -> list[str]:
         return list(self.manifest["shards"])
+
+
+GT_FIELDS = {
+    "gt": "int16 [H0,W0] the original-size instance labels, 0 = background (evaluation "
+          "splits only: predictions are scored at the ground truth's resolution)",
+    "box": "int64 [4] top, left, height, width of the region of gt the staged image shows",
+}
+
+
+def keep_ground_truth(sample: dict, label: np.ndarray, box=None) -> dict:
+    """`sample` plus its original-size ground truth `label` (H0 x W0 instance ids) and the
+    region `box` = (top, left, height, width) it was staged from (default: all of it), for
+    scoring at the ground truth's resolution (`rlcv.metrics.to_ground_truth`). Only the
+    evaluation splits keep it, so staged training data stays small."""
+    h, w = label.shape[:2]
+    box = (0, 0, h, w) if box is None else box
+    return {**sample, "gt": torch.from_numpy(np.ascontiguousarray(label).astype(np.int16)),
+            "box": torch.tensor([int(v) for v in box], dtype=torch.int64)}

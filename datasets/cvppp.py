@@ -17,7 +17,9 @@ Official layout read here (the same reader serves the synthetic and the real dat
 `training/` is the folder of the same name in CVPPP2017_LSC_training.zip.
 
 Staged subsets (image centre-cropped to a square, resized to `size`; labels and masks
-with nearest neighbour, leaves relabelled 1..K): `ablation` (train / val, ACIS's split
+with nearest neighbour, leaves relabelled 1..K; the evaluation splits, val and test, also
+keep the original-size labels and the crop box, for scoring at the ground truth's
+resolution): `ablation` (train / val, ACIS's split
 of the training plants, val share 25/128, fixed seed) and `traintest` (train = all
 training plants, test = the test plants with the H5 truth).
 """
@@ -31,7 +33,14 @@ import h5py
 import numpy as np
 import torch
 
-from datasets._common import manifest_header, read_image, require_dir, stage_subsets
+from datasets._common import (
+    GT_FIELDS,
+    keep_ground_truth,
+    manifest_header,
+    read_image,
+    require_dir,
+    stage_subsets,
+)
 from datasets._images import chw, hwc, overlay, pack_colours, relabel, resize_image, resize_nearest
 from rlcv.errors import DataError
 
@@ -67,6 +76,7 @@ FIELDS = {
     "label": "int16 [S,S] leaf instances 1..K, 0 = background",
     "fg": "uint8 [S,S] 1 = plant (from plantNNN_fg.png, else label > 0)",
     "num_leaves": "int64 [] K, leaves visible after resizing",
+    **GT_FIELDS,
 }
 
 
@@ -165,20 +175,23 @@ def ablation_split(names: list[str], fraction: float, seed: int) -> set[str]:
     return {names[i] for i in order[:n_val]}
 
 
-def stage_plant(rgb: np.ndarray, label: np.ndarray, fg: np.ndarray | None, size: int) -> dict:
-    """Centre square crop, resize to size x size, relabel leaves 1..K."""
+def stage_plant(rgb: np.ndarray, label: np.ndarray, fg: np.ndarray | None, size: int,
+                keep_gt: bool = False) -> dict:
+    """Centre square crop, resize to size x size, relabel leaves 1..K; with `keep_gt` the
+    original-size labels and the crop box too (evaluation splits)."""
     h, w = label.shape
     m = min(h, w)
     y0, x0 = (h - m) // 2, (w - m) // 2
     crop = (slice(y0, y0 + m), slice(x0, x0 + m))
     lab, k = relabel(resize_nearest(label[crop], (size, size)))
     mask = resize_nearest(fg[crop], (size, size)) if fg is not None else lab > 0
-    return {
+    sample = {
         "image": chw(resize_image(rgb[crop], (size, size))),
         "label": torch.from_numpy(lab.astype(np.int16)),
         "fg": torch.from_numpy(mask.astype(np.uint8)),
         "num_leaves": torch.tensor(k, dtype=torch.int64),
     }
+    return keep_ground_truth(sample, label, (y0, x0, m, m)) if keep_gt else sample
 
 
 def stage(root: str | Path, out: str | Path, cfg: dict) -> dict:
@@ -203,7 +216,11 @@ def stage(root: str | Path, out: str | Path, cfg: dict) -> dict:
             p = read_plant(train_dir, name)
             sample = stage_plant(p["rgb"], p["label"], p["fg"], size)
             file = f"training/A1/{name}_rgb.png"
-            yield "ablation", ("val" if name in val else "train"), file, sample
+            if name in val:
+                yield "ablation", "val", file, stage_plant(p["rgb"], p["label"], p["fg"], size,
+                                                           keep_gt=True)
+            else:
+                yield "ablation", "train", file, sample
             yield "traintest", "train", file, sample
         with open_truth(truth) as read_truth:
             for name in test_names:
@@ -220,7 +237,7 @@ def stage(root: str | Path, out: str | Path, cfg: dict) -> dict:
                     "traintest",
                     "test",
                     f"testing/A1/{name}_rgb.png",
-                    stage_plant(rgb, label, fg, size),
+                    stage_plant(rgb, label, fg, size, keep_gt=True),
                 )
 
     return stage_subsets(out, metas, samples(), int(cfg.get("shard_size", 256)))

@@ -19,7 +19,8 @@ Also read: KITTI's instanceSeg2015 layout, `<root>/training/image_2/<name>.png` 
 ids from Cityscapes' labels.py, where car = 26; instance 0 = no instance annotation).
 
 Staged subset `cars`: splits train / val / test, each frame resized to `size_hw`
-(bilinear image, nearest-neighbour labels), cars relabelled 1..K in colour order.
+(bilinear image, nearest-neighbour labels), cars relabelled 1..K in colour order; val and
+test also keep the original-size instances, for scoring at the ground truth's resolution.
 """
 
 from __future__ import annotations
@@ -29,7 +30,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from datasets._common import manifest_header, read_image, require_dir, stage_subsets
+from datasets._common import (
+    GT_FIELDS,
+    keep_ground_truth,
+    manifest_header,
+    read_image,
+    require_dir,
+    stage_subsets,
+)
 from datasets._images import chw, hwc, overlay, pack_colours, relabel, resize_image, resize_nearest
 from rlcv.errors import DataError
 
@@ -77,6 +85,7 @@ FIELDS = {
     "image": "uint8 [3,H,W] RGB resized to size_hw",
     "label": "int16 [H,W] car instances 1..K (colour order), 0 = background",
     "num_instances": "int64 [] K, cars visible after resizing",
+    **GT_FIELDS,
 }
 
 
@@ -174,15 +183,17 @@ def read_example2015(root: str | Path, name: str, class_id: int = CAR_ID):
 # ----------------------------------------------------------------------------- staging
 
 
-def stage_frame(image: np.ndarray, instances: np.ndarray, size_hw) -> dict:
-    """Resize a frame and its instances to size_hw; cars relabelled 1..K."""
+def stage_frame(image: np.ndarray, instances: np.ndarray, size_hw, keep_gt: bool = False) -> dict:
+    """Resize a frame and its instances to size_hw; cars relabelled 1..K; with `keep_gt`
+    the original-size instances too (evaluation splits)."""
     h, w = (int(v) for v in size_hw)
     lab, k = relabel(resize_nearest(instances, (h, w)))
-    return {
+    sample = {
         "image": chw(resize_image(image, (h, w))),
         "label": torch.from_numpy(lab.astype(np.int16)),
         "num_instances": torch.tensor(k, dtype=torch.int64),
     }
+    return keep_ground_truth(sample, instances) if keep_gt else sample
 
 
 def stage(root: str | Path, out: str | Path, cfg: dict) -> dict:
@@ -203,7 +214,8 @@ def stage(root: str | Path, out: str | Path, cfg: dict) -> dict:
             gt = SPLITS[split][1]
             for frame in ids:
                 image, inst = read_example(root, frame, gt)
-                yield "cars", split, f"images/{frame:06d}.png", stage_frame(image, inst, size)
+                yield "cars", split, f"images/{frame:06d}.png", stage_frame(
+                    image, inst, size, keep_gt=split != "train")
 
     meta = {**manifest_header(NAME, root, cfg), "subset": "cars",
             "size_hw": [int(v) for v in size], "fields": FIELDS}

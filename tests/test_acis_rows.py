@@ -111,3 +111,39 @@ def test_figures_are_drawn_from_the_runs(ci_repo, monkeypatch):
     assert names == {"acis-dice-per-step.png", "acis-order.png"}
     for p, caption in out:
         assert p.is_file() and p.stat().st_size > 1000 and "ACIS" in caption
+
+
+def test_scores_are_taken_at_the_ground_truths_resolution(ci_repo, monkeypatch):
+    """Predictions are upsampled to the original-size ground truth staging kept (CVPPP:
+    into the centre crop; KITTI: the whole frame) before every metric."""
+    import methods.acis.evaluate as E
+    from datasets._common import Staged
+
+    root, params = ci_repo
+    seen = []
+    for fn in ("symmetric_best_dice", "coverage", "dice_per_timestep"):
+        real = getattr(E, fn)
+
+        def spy(pred, gt, _real=real, _fn=fn):
+            seen.append((_fn, tuple(pred.shape[-2:]), gt.clone()))
+            return _real(pred, gt)
+
+        monkeypatch.setattr(E, fn, spy)
+    for name, data, split, tables in (("acis-pretrain-cvppp", "cvppp/ablation", "val",
+                                       ("t1", "fig3")),
+                                      ("acis-pretrain-kitti", "kitti/cars", "test", ("t4",))):
+        ckpt = _run(root, params, name, seed=3)
+        staged = Staged(root / "data" / "staged" / data).load(split)
+        seen.clear()
+        E.evaluate_split(engine.load_checkpoint(ckpt), staged, tables)
+        size = tuple(staged["gt"][0].shape)
+        assert size != tuple(staged["label"].shape[-2:])   # ci: staged smaller than the files
+        fns = {f for f, _, _ in seen}
+        assert fns == ({"symmetric_best_dice", "dice_per_timestep"} if "t1" in tables
+                       else {"coverage"})
+        n = len(staged["gt"])
+        scored = [(hw, gt) for f, hw, gt in seen if f != "dice_per_timestep"]
+        assert len(scored) == n
+        for i, (hw, gt) in enumerate(scored):
+            assert hw == size and torch.equal(gt, staged["gt"][i].long())
+        assert all(hw == size for _, hw, _ in seen)

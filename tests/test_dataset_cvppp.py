@@ -10,6 +10,7 @@ from PIL import Image
 
 from datasets import cvppp, cvppp_synth
 from datasets._common import load_split, read_manifest, save_png
+from datasets._images import resize_nearest
 from rlcv.errors import DataError
 
 
@@ -149,6 +150,17 @@ def test_stage_ablation_and_traintest(tmp_path, synth_root, cfg):
     assert torch.equal(train["label"][0], full["label"][first])
     sheet = cvppp.draw({k: v[0] for k, v in test.items()})
     assert sheet.shape == (s, s, 3) and sheet.dtype == np.uint8
+    # the evaluation splits keep the original-size labels and the crop; training splits not
+    assert "gt" not in train and "gt" not in full
+    h0, w0 = cfg["image_hw"]
+    m = min(h0, w0)
+    for split in (test, load_split(out / "ablation", "val")):
+        for gt, box, lab in zip(split["gt"], split["box"], split["label"], strict=True):
+            assert tuple(gt.shape) == (h0, w0) and gt.dtype == torch.int16
+            assert box.tolist() == [(h0 - m) // 2, (w0 - m) // 2, m, m]
+            # the staged label is the crop of gt resized (nearest), up to relabelling
+            crop = gt[box[0]:box[0] + m, box[1]:box[1] + m].numpy()
+            assert torch.equal((lab > 0), torch.from_numpy(resize_nearest(crop, (s, s)) > 0))
 
 
 def test_acis_split_on_the_real_scale():

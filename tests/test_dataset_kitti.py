@@ -149,6 +149,11 @@ def test_stage_splits_and_fields(tmp_path, synth_root, cfg):
         assert tuple(data["label"].shape) == (n, h, w) and data["label"].dtype == torch.int16
         for lab, k in zip(data["label"], data["num_instances"], strict=True):
             assert torch.equal(torch.unique(lab), torch.arange(int(k) + 1, dtype=torch.int16))
+        # val and test keep the frames' original-size instances for scoring; train does not
+        assert ("gt" in data) == (split != "train")
+        for gt, box in zip(data.get("gt", []), data.get("box", []), strict=True):
+            assert tuple(gt.shape) == tuple(cfg["image_hw"]) and gt.dtype == torch.int16
+            assert box.tolist() == [0, 0, *cfg["image_hw"]]
     files = [x["file"] for x in manifest["images"]]
     ids = [int(f.split("/")[1][:6]) for f in files]
     assert ids == sorted(ids) and len(set(files)) == len(files)

@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rlcv.metrics import dice, instance_overlaps, mask_iou
+from rlcv.metrics import dice, instance_overlaps, mask_iou, to_ground_truth
 from rlcv.metrics.masks import DENSE_TABLE
 
 SETTINGS = settings(max_examples=25, deadline=None)
@@ -107,3 +107,20 @@ def test_instance_overlaps_bad_input() -> None:
                           torch.zeros(3, 4, 4, dtype=torch.long))
     with pytest.raises(ValueError, match="image sizes differ"):
         instance_overlaps(torch.zeros(4, 4, dtype=torch.long), torch.zeros(4, 5, dtype=torch.long))
+
+
+def test_to_ground_truth_upsamples_by_nearest_neighbour_into_the_box() -> None:
+    lab = torch.tensor([[1, 2], [3, 0]], dtype=torch.int16)
+    full = to_ground_truth(lab, (4, 4))
+    assert full.dtype == torch.int16
+    assert torch.equal(full, lab.repeat_interleave(2, 0).repeat_interleave(2, 1))
+    # a prediction of a centre crop: pasted into its box, background elsewhere
+    masks = torch.tensor([[[True, False], [False, True]]] * 3)
+    out = to_ground_truth(masks, (5, 8), box=(1, 2, 4, 4))
+    assert out.shape == (3, 5, 8) and out.dtype == torch.bool
+    assert torch.equal(out[:, 1:5, 2:6], masks.repeat_interleave(2, 1).repeat_interleave(2, 2))
+    assert out.sum() == out[:, 1:5, 2:6].sum()
+    # non-integer scale: pixel-centre sampling, as the staging's nearest resize
+    assert to_ground_truth(torch.arange(3)[None], (1, 4)).tolist() == [[0, 1, 1, 2]]
+    with pytest.raises(ValueError, match="does not lie inside"):
+        to_ground_truth(lab, (4, 4), box=(1, 1, 4, 4))

@@ -1,15 +1,18 @@
 """ACIS actor training (Araslanov et al., CVPR 2019, Sec. 5.3, Algorithm 1, Eqs. 5-7).
 
-`fit_actor` trains the actor on windows of episodes drawn by `methods.acis.train`
-(`sample_batch`, `rollout`), with the cVAE decoder frozen, in one of three modes:
+`fit_actor` trains the actor on episodes drawn by `methods.acis.train` (`sample_batch`,
+`rollout`), each unrolled to its end (its remaining instances and the step that should
+stop, at most `max_steps`), with the cVAE decoder frozen, in one of three modes:
 
 - `bl`: the baseline — BCE of each prediction with the ground truth assigned by Dice
-  max-matching (Kuhn-Munkres), backpropagated through every step of the window (full
+  max-matching (Kuhn-Munkres), backpropagated through every step of the episode (full
   BPTT through the LSTM state and the soft accumulated mask M_t).
 - `bl-trunc`: the same loss with one-step BPTT: the recorded states are replayed at once
   with the recurrent inputs detached.
-- `ac`: Algorithm 1. Episode execution with exploration noise; the critic regressed on the
-  discounted returns of the potential-difference rewards (Eqs. 5, 7); then the actor,
+- `ac`: Algorithm 1. Episode execution with exploration noise; the critic regressed on
+  Eq. 7's discounted returns of the potential-difference rewards (Eq. 5) to the end of
+  each episode (closed by the critic's estimate only where `max_steps` cuts an episode
+  short); then the actor,
   re-sampling its actions on the recorded states, ascends Q(s_t, D(a_t)) through the
   frozen decoder, with the KL term to N(0, I) (`kl_weight`, 0 = NoKL), after a critic
   warm-up. The termination unit is trained with BCE on the ground-truth count in every
@@ -81,23 +84,44 @@ def set_exploration(actor: Actor, std: float) -> None:
         actor.logvar.bias.fill_(2 * math.log(std))
 
 
-def replay_actor(actor: Actor, batch: Batch, ep: Episode, steps: int):
+def active_steps(mask: torch.Tensor) -> torch.Tensor:
+    """Flat indices, step-major as `flatten_steps`, of the (t, b) set in a (B, T) mask."""
+    return torch.nonzero(mask.T.reshape(-1))[:, 0]
+
+
+def replay_actor(actor: Actor, batch: Batch, ep: Episode, steps: int,
+                 idx: torch.Tensor | None = None):
     """One-step (truncated) BPTT: the actor re-run on the recorded states of the first
-    `steps` steps, all at once. The recorded M_t and (h, c) are detached: no gradient
-    reaches earlier steps. Returns mean, log-variance, termination logits (T*B, ...)."""
-    mu, logvar, stop, _ = actor(repeat_steps(batch.image, steps), repeat_steps(batch.aux, steps),
-                                flatten_steps(ep.masks[:steps]),
-                                (flatten_steps(ep.h[:steps]), flatten_steps(ep.c[:steps])))
+    `steps` steps (only the flat indices `idx` of them when given), all at once. The
+    recorded M_t and (h, c) are detached: no gradient reaches earlier steps. Returns
+    mean, log-variance, termination logits (T*B or len(idx), ...)."""
+    def pick(x):
+        return x if idx is None else x[idx]
+
+    mu, logvar, stop, _ = actor(pick(repeat_steps(batch.image, steps)),
+                                pick(repeat_steps(batch.aux, steps)),
+                                pick(flatten_steps(ep.masks[:steps])),
+                                (pick(flatten_steps(ep.h[:steps])),
+                                 pick(flatten_steps(ep.c[:steps]))))
     return mu, logvar, stop
 
 
+def episode_steps(remaining: torch.Tensor, cap: int) -> int:
+    """Steps to unroll so that every episode of the batch runs to its end: its
+    `remaining` predictions and the step that should say stop, at most `cap` (the
+    paper's maximum number of steps)."""
+    return max(1, min(int(remaining.max()) + 1, cap))
+
+
 def fit_actor(run, phase: str, data: Prepared, actor: Actor, decoder: MaskDecoder, cfg,
-              mode: str, horizon: int, steps: int, width: int,
-              critic: Critic | None = None) -> Critic | None:
-    """Train the actor for `steps` iterations in `mode` ("bl", "bl-trunc" or "ac") on
-    windows of `horizon` steps; the decoder stays frozen. In "ac" the critic (new, with
-    `width` channels, unless a warmed-up one is given) is trained alongside and returned;
-    during the first `cfg.warmup` iterations only the critic learns."""
+              mode: str, steps: int, width: int, critic: Critic | None = None,
+              window: int | None = None) -> Critic | None:
+    """Train the actor for `steps` iterations in `mode` ("bl", "bl-trunc" or "ac"); the
+    decoder stays frozen. Every episode runs to its end (up to `cfg.max_steps` steps),
+    or for `window` steps when given (the one-step actor initialisation). In "ac" the
+    critic (new, with `width` channels, unless a warmed-up one is given) is trained
+    alongside and returned; during the first `cfg.warmup` iterations only the critic
+    learns."""
     decoder.requires_grad_(False)   # fixed decoder (Sec. 5.3): only the encoder learns
     decoder.eval()
     opt = torch.optim.Adam(actor.parameters(), lr=cfg.lr)
@@ -108,10 +132,12 @@ def fit_actor(run, phase: str, data: Prepared, actor: Actor, decoder: MaskDecode
         objects.update(critic=critic, critic_opt=copt)
     elif mode not in ("bl", "bl-trunc"):
         raise ValueError(f"unknown training mode {mode!r}")
-    t = horizon
+
+    def unroll(batch: Batch) -> int:
+        return window if window is not None else episode_steps(batch.remaining, cfg.max_steps)
 
     def supervised(batch: Batch) -> dict:
-        b = batch.image.shape[0]
+        b, t = batch.image.shape[0], unroll(batch)
         if mode == "bl":   # full BPTT: gradients through h_t and the soft M_t of every step
             ep = rollout(actor, decoder, batch.image, batch.aux, batch.pyramid, batch.mask0, t)
             logits, stop = ep.logits[:, :, 0].transpose(0, 1), ep.stop.T
@@ -129,45 +155,54 @@ def fit_actor(run, phase: str, data: Prepared, actor: Actor, decoder: MaskDecode
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        return {"mask_bce": mask_loss.item(), "stop_bce": stop_loss.item()}
+        return {"mask_bce": mask_loss.item(), "stop_bce": stop_loss.item(), "unroll": t}
 
     def actor_critic(batch: Batch, step: int, g: torch.Generator) -> dict:
-        b = batch.image.shape[0]
-        image, aux = repeat_steps(batch.image, t), repeat_steps(batch.aux, t)
-        pred_steps, _ = step_masks(batch.remaining, t)
-        w = pred_steps.T.reshape(-1).float()   # (T*B), step-major like the replay
+        b, t = batch.image.shape[0], unroll(batch)
+        pred_steps, term_steps = step_masks(batch.remaining, t)
+        sel = active_steps(pred_steps)   # the (t, b) that predict an instance, step-major
+        n = max(sel.numel(), 1)
+        cut = batch.remaining > t   # episodes longer than the unroll (only past the cap)
         with torch.no_grad():
-            # episode execution with exploration noise; one extra step to bootstrap windows
-            # that end before the episode does
+            # episode execution with exploration noise, to the end of every episode (one
+            # more step only where the cap cuts an episode, for the critic to close it)
             ep = rollout(actor, decoder, batch.image, batch.aux, batch.pyramid, batch.mask0,
-                         t + 1, g=g)
+                         t + int(cut.any()), g=g)
             probs = torch.sigmoid(ep.logits)
             r = rewards(probs[:t, :, 0].transpose(0, 1), batch.targets, cfg.reward)
-            boot = critic(batch.image, batch.aux, ep.masks[t], probs[t]).double()
-            boot = boot * (batch.remaining > t)   # episodes ending inside the window: 0
+            boot = None
+            if cut.any():
+                boot = critic(batch.image, batch.aux, ep.masks[t], probs[t]).double() * cut
             target = discounted_returns(r, pred_steps, cfg.gamma, boot).float().T.reshape(-1)
+            target = target[sel]
+        image, aux = repeat_steps(batch.image, t)[sel], repeat_steps(batch.aux, t)[sel]
+        masks = flatten_steps(ep.masks[:t])[sel]
         # policy evaluation, Eq. 7
-        q = critic(image, aux, flatten_steps(ep.masks[:t]), flatten_steps(probs[:t]))
-        critic_loss = ((q - target) ** 2 * w).sum() / w.sum().clamp(min=1)
+        q = critic(image, aux, masks, flatten_steps(probs[:t])[sel])
+        critic_loss = ((q - target) ** 2).sum() / n
         copt.zero_grad(set_to_none=True)
         critic_loss.backward()
         copt.step()
-        n = w.sum().clamp(min=1)
-        mean_g = (target * w).sum() / n
-        var_g = ((target - mean_g) ** 2 * w).sum() / n
-        out = {"critic_loss": critic_loss.item(), "return": mean_g.item(),
+        mean_g = target.sum() / n
+        var_g = ((target - mean_g) ** 2).sum() / n
+        out = {"critic_loss": critic_loss.item(), "return": mean_g.item(), "unroll": t,
                "critic_ev": 1 - critic_loss.item() / max(var_g.item(), 1e-8),
                "reward": (r * pred_steps).sum().item() / max(pred_steps.sum().item(), 1)}
         if step < cfg.warmup or (step - cfg.warmup) % cfg.actor_every:
             return out   # critic warm-up, or a critic-only iteration: the actor waits
         # policy iteration: ascend Q(s_t, D(a_t)) with a_t re-sampled from the current
         # actor on the recorded states, plus the KL term that keeps exploring
+        # (replayed on the steps that predict or should stop; Q on the predicting ones)
         critic.requires_grad_(False)
-        mu, logvar, stop = replay_actor(actor, batch, ep, t)
+        seen = torch.nonzero(term_steps.T.reshape(-1))[:, 0]
+        mu, logvar, stop = replay_actor(actor, batch, ep, t, seen)
+        pred = pred_steps.T.reshape(-1)[seen]
+        mu, logvar = mu[pred], logvar[pred]
         a = mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=g).to(mu.device)
-        m = torch.sigmoid(decoder(a, repeat_steps(batch.pyramid, t)))
-        q_pi = (critic(image, aux, flatten_steps(ep.masks[:t]), m) * w).sum() / w.sum().clamp(min=1)
-        kl = (kl_normal(mu, logvar) * w).sum() / w.sum().clamp(min=1)
+        m = torch.sigmoid(decoder(a, [p[sel] for p in repeat_steps(batch.pyramid, t)]))
+        q_pi = critic(image, aux, masks, m).sum() / n
+        kl = kl_normal(mu, logvar).sum() / n
+        stop = stop.new_zeros(t * b).index_copy(0, seen, stop.reshape(-1))
         stop_loss = termination_loss(stop.view(t, b).T, batch.remaining)
         loss = -q_pi + cfg.kl_weight * kl + stop_loss
         opt.zero_grad(set_to_none=True)

@@ -4,9 +4,15 @@ Inference runs the actor recurrently from the empty mask with the mean action (t
 deviation is discarded) and stops at the first step whose termination unit says stop,
 or after `max_steps` steps (21 on CVPPP). Every score comes from `rlcv.metrics`:
 
-- Tables 1 and 3: the kept masks (upsampled to the staged resolution, > 0.5) form one
-  label map (each pixel takes the step of highest probability), scored by the CVPPP
-  challenge's Symmetric Best Dice and |DiC| (`symmetric_best_dice`, `diff_fg_labels`).
+Every score is taken at the ground truth's resolution, as the benchmarks do: predictions
+(label maps, masks) are brought to the original-size ground truth that staging keeps for
+the evaluation splits, by nearest neighbour (`to_ground_truth`; outside the staged crop of
+a CVPPP plant: background).
+
+- Tables 1 and 3: the kept masks (upsampled bilinearly to the staged resolution, > 0.5)
+  form one label map (each pixel takes the step of highest probability), scored by the
+  CVPPP challenge's Symmetric Best Dice and |DiC| (`symmetric_best_dice`,
+  `diff_fg_labels`).
 - Table 2: one trained model rolled out three ways — both states, the LSTM state zeroed
   at every step ("mask only"), the accumulated mask zeroed ("LSTM only"). Dice* is the
   max-matching Dice of the first N predictions (N = ground-truth count: ground-truth
@@ -30,6 +36,7 @@ from rlcv.metrics import (
     diff_fg_labels,
     false_positive_negative,
     symmetric_best_dice,
+    to_ground_truth,
 )
 from rlcv.models.acis import AUX, Actor, MaskDecoder, state_pyramid
 from rlcv.models.segnet import MaskNet
@@ -88,20 +95,47 @@ def label_maps(probs: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     return torch.where(best > 0.5, idx + 1, torch.zeros_like(idx))
 
 
-def cvppp_scores(labels: torch.Tensor, gt: torch.Tensor) -> tuple[float, float]:
-    """(SBD, |DiC|) averaged over images."""
-    sbd = symmetric_best_dice(labels, gt).mean().item()
-    dic = diff_fg_labels(labels, gt).abs().double().mean().item()
-    return sbd, dic
+def ground_truths(split: dict) -> list[tuple[torch.Tensor, tuple | None]]:
+    """Per image, the ground truth the scores are computed against and the region of it
+    the staged image shows: the original-size labels (`gt`, `box`) where staging kept
+    them (CVPPP val / test, KITTI val / test), else the staged labels (None: all of it)."""
+    if "gt" not in split:
+        return [(g, None) for g in split["label"]]
+    return [(g, tuple(b.tolist())) for g, b in zip(split["gt"], split["box"], strict=True)]
 
 
-def per_step_dice(probs: torch.Tensor, gt: torch.Tensor, count: torch.Tensor) -> list:
+def gt_counts(truths: list) -> torch.Tensor:
+    """(n,) instances per ground truth (distinct non-zero ids)."""
+    return torch.tensor([int((torch.unique(g) > 0).sum()) for g, _ in truths])
+
+
+def label_scores(labels: torch.Tensor, truths: list, cvppp: bool, kitti: bool) -> dict:
+    """Means over images of the label-map metrics, each image's label map (staged
+    resolution) brought to its ground truth's size first (`to_ground_truth`, nearest
+    neighbour; one image at a time, so memory stays that of one full-size map):
+    sbd, abs_dic (`cvppp`) and mwcov, mucov, avgfp, avgfn (`kitti`)."""
+    vals: dict[str, list] = {}
+    for lab, (g, box) in zip(labels, truths, strict=True):
+        full, g = to_ground_truth(lab, g.shape, box), g.long()
+        per = {}
+        if cvppp:
+            per.update(sbd=symmetric_best_dice(full, g), abs_dic=diff_fg_labels(full, g).abs())
+        if kitti:
+            (mwcov, mucov), (fp, fn) = coverage(full, g), false_positive_negative(full, g)
+            per.update(mwcov=mwcov, mucov=mucov, avgfp=fp, avgfn=fn)
+        for k, v in per.items():
+            vals.setdefault(k, []).append(v)
+    return {k: torch.stack(v).double().mean().item() for k, v in vals.items()}
+
+
+def per_step_dice(probs: torch.Tensor, truths: list, count: torch.Tensor) -> list:
     """Max-matching Dice of each of the first N predictions per image (ground-truth
-    stopping): a list of (N_i,) tensors."""
+    stopping), at the ground truth's resolution: a list of (N_i,) tensors."""
     out = []
-    for p, g, n in zip(probs, gt, count.tolist(), strict=True):
+    for p, (g, box), n in zip(probs, truths, count.tolist(), strict=True):
         n = min(n, p.shape[0])
-        out.append(dice_per_timestep(p[:n] > 0.5, g) if n else torch.zeros(0))
+        out.append(dice_per_timestep(to_ground_truth(p[:n] > 0.5, g.shape, box), g.long())
+                   if n else torch.zeros(0))
     return out
 
 
@@ -139,9 +173,9 @@ def evaluate_split(state: dict, split: dict, tables: tuple[str, ...]) -> dict:
     data = prepare(split, state["arch"]["downsample"])
     data.aux = compute_aux(preproc, data)
     max_steps = state["config"]["max_steps"]
-    gt = split["label"].long()
-    size = tuple(gt.shape[-2:])
-    count = (split["num_leaves"] if "num_leaves" in split else split["num_instances"]).long()
+    size = tuple(split["label"].shape[-2:])
+    truths = ground_truths(split)
+    count = gt_counts(truths)
     gt_stopping = "t2" in tables or "fig3" in tables
     steps = max(max_steps, int(count.max())) if gt_stopping else max_steps
     out: dict[str, float] = {}
@@ -152,20 +186,16 @@ def evaluate_split(state: dict, split: dict, tables: tuple[str, ...]) -> dict:
         probs, stop = infer(actor, decoder, data, steps, block)
         probs = upsample(probs, size)
         labels = label_maps(probs, n_predicted(stop[:, :max_steps]))
-        if "t1" in tables or "t2" in tables:
-            sbd, dic = cvppp_scores(labels, gt)
-        if name == "lstm_mask" and "t1" in tables:
-            out.update(sbd=sbd, abs_dic=dic)
+        scores = label_scores(labels, truths, "t1" in tables or "t2" in tables,
+                              name == "lstm_mask" and "t4" in tables)
+        if name == "lstm_mask":
+            out.update({k: v for k, v in scores.items()
+                        if "t1" in tables or k not in ("sbd", "abs_dic")})
         if gt_stopping:
-            per_step = per_step_dice(probs, gt, count)
+            per_step = per_step_dice(probs, truths, count)
         if "t2" in tables:
             out[f"dice_{name}"] = dice_star(per_step)
-            out[f"abs_dic_{name}"] = dic
+            out[f"abs_dic_{name}"] = scores["abs_dic"]
         if name == "lstm_mask" and "fig3" in tables:
             out.update(dice_bins(per_step))
-        if name == "lstm_mask" and "t4" in tables:
-            mwcov, mucov = coverage(labels, gt)
-            fp, fn = false_positive_negative(labels, gt)
-            out.update(mwcov=mwcov.mean().item(), mucov=mucov.mean().item(),
-                       avgfp=fp.mean().item(), avgfn=fn.mean().item())
     return out

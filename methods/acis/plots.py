@@ -18,6 +18,8 @@ import numpy as np
 import torch
 
 from methods.acis.evaluate import (
+    ground_truths,
+    gt_counts,
     infer,
     label_maps,
     load_models,
@@ -89,11 +91,12 @@ def dice_per_step_plot(params, out: Path) -> Path | None:
         runs = _checkpoints(params, row)
         if split is None or not runs:
             continue
-        count = split["num_leaves"].long()
+        truths = ground_truths(split)
+        count = gt_counts(truths)
         means = []
         for _seed, state in runs:
             probs, _ = _rollout(state, split, int(count.max()))   # ground-truth stopping
-            mean, _n = average_per_timestep(per_step_dice(probs, split["label"].long(), count))
+            mean, _n = average_per_timestep(per_step_dice(probs, truths, count))
             means.append(mean.numpy())
         curves[label] = np.stack(means)
     if not curves:

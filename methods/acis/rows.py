@@ -8,10 +8,11 @@ Rows of Tables 1-4 and Fig. 3 (Sections 3-6, Eqs. 1-7, Algorithm 1):
   first-step initialisation of the actor (the authors' "init" run that both their
   BL-Trunc and AC runs continue from) and the critic's warm-up on that init (identical
   for every AC row that starts from it, so run once).
-- BL (max-matching BCE, full BPTT through the window), BL-Trunc (one-step BPTT), AC-Dice
-  (Algorithm 1 with the Dice potential of Eqs. 4-5, critic on Eq. 7 returns, gamma 0.9,
-  KL term), AC-Dice-NoKL (no KL term in the actor's loss), AC-Dice-NoSP (decoder without
-  the State Pyramid: its own cVAE, init and critic warm-up) — Table 1, and Table 2 /
+- BL (max-matching BCE, full BPTT through every step of the episode), BL-Trunc (one-step
+  BPTT), AC-Dice (Algorithm 1 with the Dice potential of Eqs. 4-5, critic on Eq. 7's
+  returns of whole episodes, gamma 0.9, KL term), AC-Dice-NoKL (no KL term in the actor's
+  loss), AC-Dice-NoSP (decoder without the State Pyramid: its own cVAE, init and critic
+  warm-up) — Table 1, and Table 2 /
   Fig. 3 from the same checkpoints.
 - AC-Dice trained on all CVPPP training plants and scored on the test plants (Table 3).
   It starts from `acis-pretrain-cvppp`, whose parts were trained on the ablation split's
@@ -75,8 +76,6 @@ class AcisConfig:
     """Iterations of the row's actor training phase."""
     batch_size: int = 8
     """Episodes per iteration."""
-    horizon: int = 5
-    """Steps per training window (longer episodes are bootstrapped by the critic)."""
     prefill: float = 0.75
     """Probability that an episode starts with a random subset of instances in M_0."""
     lr: float = 5e-4
@@ -93,14 +92,16 @@ class AcisConfig:
     """Std of the actor's action noise from the critic warm-up on (then learned)."""
     gamma: float = 0.9
     """Discount factor of Eq. 7."""
-    kl_weight: float = 1e-3
-    """Weight beta_act of the KL term in the actor's loss (0 = AC-Dice-NoKL)."""
+    kl_weight: float = 1e-4
+    """Weight beta_act of the KL term in the actor's loss (0 = AC-Dice-NoKL). The paper
+    gives no value; 1e-4 is the authors' code's."""
     reward: str = "dice"
     """F of the potential Eq. 4: "dice" (CVPPP) or "iou" (KITTI)."""
     state_pyramid: bool = True
     """Condition the decoder on the State Pyramid (False = AC-Dice-NoSP)."""
     max_steps: int = 21
-    """Inference stops after this many steps without termination."""
+    """The most steps of an episode: training episodes are unrolled to their end but
+    at most this far, and inference stops here without termination (21 on CVPPP)."""
 
 
 
@@ -125,10 +126,10 @@ def _pretrain(cfg: AcisConfig, run, train, arch: dict, preproc=None, suffix: str
                        cfg.cvae_kl, cfg.pos_weight)
     actor = Actor(train.hw, arch["latent"], arch["width"], arch["hidden"]).to(run.device)
     fit_actor(run, "init" + suffix, train, actor, decoder, replace(cfg, lr=cfg.init_lr),
-              "bl-trunc", 1, cfg.init_steps, arch["width"])
+              "bl-trunc", cfg.init_steps, arch["width"], window=1)
     set_exploration(actor, cfg.explore_std)
     warm = replace(cfg, warmup=cfg.critic_warmup)
-    critic = fit_actor(run, "warmup" + suffix, train, actor, decoder, warm, "ac", cfg.horizon,
+    critic = fit_actor(run, "warmup" + suffix, train, actor, decoder, warm, "ac",
                        cfg.critic_warmup, arch["width"])
     return preproc, decoder, actor, critic
 
@@ -168,8 +169,8 @@ def _load_pretrained(run, cfg: AcisConfig, data):
 def train_actor(cfg: AcisConfig, data, run) -> Path:
     """BL / BL-Trunc / AC rows: continue from the pre-trained row's parts (same seed)."""
     preproc, decoder, actor, critic, arch, train = _load_pretrained(run, cfg, data)
-    critic = fit_actor(run, "train", train, actor, decoder, cfg, cfg.mode, cfg.horizon,
-                       cfg.steps, arch["width"], critic) or critic
+    critic = fit_actor(run, "train", train, actor, decoder, cfg, cfg.mode, cfg.steps,
+                       arch["width"], critic) or critic
     return _save(run, cfg, arch, preproc, decoder, actor, critic)
 
 

@@ -7,10 +7,10 @@
 - `sample_batch`, `rollout`: episodes of the environment of Sec. 4 — state (I, M_t),
   latent action a_t, transition Eq. 3 — for the actor training of `methods.acis.actor`.
 
-Episodes (as in the authors' code, a window of `horizon` steps rather than all N) start
-either from the empty mask or, with probability `prefill`, from a state whose M_0 already
-holds a random subset of the ground-truth instances; the episode's targets are the
-instances not yet in M_0.
+Episodes start either from the empty mask or, with probability `prefill`, from a state
+whose M_0 already holds a random subset of the ground-truth instances; the episode's
+targets are the instances not yet in M_0, and training unrolls it to its end (all of
+them, then the step that should stop; `methods.acis.actor`).
 """
 
 from __future__ import annotations

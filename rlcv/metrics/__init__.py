@@ -4,6 +4,7 @@ No method computes its own score: they all report through these functions. Each 
 names the reference it follows and is tested against it:
 
     masks.py       mask_iou, dice                 binary masks (both empty -> 1)
+                   to_ground_truth                predictions to the ground truth's size
     cvppp.py       symmetric_best_dice, best_dice, fg_bg_dice, diff_fg_labels
                                                   CVPPP challenge code (|DiC| = abs)
     coverage.py    coverage, false_positive_negative
@@ -27,7 +28,7 @@ from rlcv.metrics.coco import coco_eval
 from rlcv.metrics.coverage import coverage, false_positive_negative
 from rlcv.metrics.cvppp import best_dice, diff_fg_labels, fg_bg_dice, symmetric_best_dice
 from rlcv.metrics.image_ap import image_ap
-from rlcv.metrics.masks import dice, instance_overlaps, mask_iou
+from rlcv.metrics.masks import dice, instance_overlaps, mask_iou, to_ground_truth
 from rlcv.metrics.pose import mpii_multi_person_ap, pckh
 from rlcv.metrics.semantic import class_iou, confusion_matrix, miou, pixel_accuracy
 from rlcv.metrics.sequence import average_per_timestep, dice_per_timestep
@@ -37,5 +38,5 @@ __all__ = [
     "class_iou", "coco_eval", "confusion_matrix", "coverage", "dice", "dice_per_timestep",
     "diff_fg_labels", "false_positive_negative", "fg_bg_dice", "image_ap",
     "instance_overlaps", "mask_iou", "miou", "mpii_multi_person_ap", "pckh",
-    "pixel_accuracy", "symmetric_best_dice",
+    "pixel_accuracy", "symmetric_best_dice", "to_ground_truth",
 ]

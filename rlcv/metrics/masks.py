@@ -199,3 +199,30 @@ def instance_overlaps(pred: object, gt: object) -> Overlaps:
     valid_p = (area_p > 0) if vp is None else vp & (area_p > 0)
     valid_g = (area_g > 0) if vg is None else vg & (area_g > 0)
     return Overlaps(inter, area_p, area_g, valid_p, valid_g, torch.Size(lead_p))
+
+
+def to_ground_truth(pred: torch.Tensor, size, box=None) -> torch.Tensor:
+    """Predictions `(..., h, w)` (label maps or binary masks, any dtype) made at a working
+    resolution -> `(..., H, W)` at the ground truth's size `size` = (H, W), by nearest
+    neighbour (pixel-centre sampling): the benchmarks score predictions at the ground
+    truth's resolution, never the ground truth resized to the prediction.
+
+    `box` = (top, left, height, width) is the region of the ground truth the prediction
+    covers (e.g. the centre crop a dataset was staged from); pixels outside it are 0
+    (background). Default: the whole image.
+    """
+    p = as_tensor(pred, "pred")
+    if p.dim() < 2:
+        raise ValueError(f"pred: expected (..., h, w), got shape {tuple(p.shape)}")
+    big_h, big_w = (int(v) for v in size)
+    top, left, h, w = (int(v) for v in box) if box is not None else (0, 0, big_h, big_w)
+    if min(top, left) < 0 or h < 1 or w < 1 or top + h > big_h or left + w > big_w:
+        raise ValueError(f"box {(top, left, h, w)} does not lie inside the ground truth's "
+                         f"size {(big_h, big_w)}")
+    ph, pw = p.shape[-2:]
+    dev = p.device
+    rows = ((torch.arange(h, device=dev) + 0.5) * ph / h).long().clamp(max=ph - 1)
+    cols = ((torch.arange(w, device=dev) + 0.5) * pw / w).long().clamp(max=pw - 1)
+    out = p.new_zeros(*p.shape[:-2], big_h, big_w)
+    out[..., top:top + h, left:left + w] = p[..., rows[:, None], cols[None, :]]
+    return out

@@ -5,8 +5,8 @@
   predicted masks against the N ground-truth masks, F = Dice (CVPPP) or IoU (KITTI).
 - Eq. 5, the reward: r_t = phi(s_{t+1}) - phi(s_t).
 - Eq. 7, the critic's target: the discounted return sum_{i>=t} gamma^(i-t) r_i over the
-  rest of the episode (optionally closed by a bootstrap value where the training window
-  ends before the episode does).
+  rest of the episode (closed by a bootstrap value only where an episode is cut at the
+  maximum number of steps before it ends).
 
 The score matrix of every prediction against every ground truth comes from one batched
 matrix product (bit-packed counts for binary masks); only the assignment itself runs in
@@ -107,8 +107,8 @@ def discounted_returns(r: torch.Tensor, valid: torch.Tensor, gamma: float,
     """Eq. 7 targets G_t = sum_{i>=t} gamma^(i-t) r_i over the valid steps of each episode.
 
     `r`, `valid`: (B, T); the valid steps of an episode are a prefix. `bootstrap` (B,),
-    when given, is the value of the state after the last step of the window (0 for
-    episodes that end inside it) and closes the sum there. Invalid steps get 0.
+    when given, is the value of the state after the last unrolled step (0 for
+    episodes that end within the unroll) and closes the sum there. Invalid steps get 0.
     """
     r = r.double() * valid
     g = torch.zeros(r.shape[0], dtype=torch.float64) if bootstrap is None else \
