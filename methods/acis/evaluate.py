@@ -98,9 +98,13 @@ def label_maps(probs: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
 def ground_truths(split: dict) -> list[tuple[torch.Tensor, tuple | None]]:
     """Per image, the ground truth the scores are computed against and the region of it
     the staged image shows: the original-size labels (`gt`, `box`) where staging kept
-    them (CVPPP val / test, KITTI val / test), else the staged labels (None: all of it)."""
+    them (CVPPP val / test, KITTI val / test). Staged data without them predates
+    ground-truth-resolution scoring and is refused rather than scored at another size."""
     if "gt" not in split:
-        return [(g, None) for g in split["label"]]
+        from rlcv.errors import DataError
+
+        raise DataError("the staged evaluation split has no original-size ground truth "
+                        "(staged before issue 20): run `rlcv stage` for this dataset again")
     return [(g, tuple(b.tolist())) for g, b in zip(split["gt"], split["box"], strict=True)]
 
 
