@@ -14,6 +14,7 @@ in memory; the folder appears only when complete (`rlcv.io.atomic_dir`).
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -72,6 +73,21 @@ def require_dir(path: str | Path, expected: str) -> Path:
     if not path.is_dir():
         raise DataError(path, "folder missing", expected)
     return path
+
+
+def present_splits(candidates: dict[str, bool], root: str | Path, expected: str) -> list[str]:
+    """The splits whose folders/files are present (`candidates`: split -> present?), in
+    order. A missing split is not an error (an evaluation-only user may hold only
+    validation): one stderr line names what is skipped; a root with none is refused."""
+    found = [s for s, ok in candidates.items() if ok]
+    if not found:
+        raise DataError(root, f"none of the splits {', '.join(candidates)} is present",
+                        expected)
+    missing = [s for s in candidates if s not in found]
+    if missing:
+        print(f"{root}: staging {', '.join(found)} only ({', '.join(missing)} not present)",
+              file=sys.stderr)
+    return found
 
 
 def save_png(path: Path, array: np.ndarray, palette: list[int] | None = None) -> None:
@@ -224,7 +240,10 @@ def load_split(staged: str | Path, split: str) -> dict:
     staged = Path(staged)
     manifest = read_manifest(staged)
     if split not in manifest["shards"]:
-        raise DataError(staged, f"no split {split!r}; it has {sorted(manifest['shards'])}")
+        raise DataError(staged, f"no split {split!r}: the source {manifest.get('source')} "
+                        f"held none when staged (it has {sorted(manifest['shards'])})",
+                        f"a source root holding the {split!r} split (rlcv stage "
+                        f"{manifest.get('dataset', 'DATASET')} --root ROOT)")
     expected = "a shard written by rlcv stage"
     parts = [rio.torch_load(under(staged, name, expected)) for name in manifest["shards"][split]]
     if not parts:

@@ -150,14 +150,17 @@ def _samples(base: Path, listing: dict, size):
 
 
 def stage(root: str | Path, out: str | Path, cfg: dict) -> dict:
-    """Stage train/val of the ADE20K layout at `root` into out/sceneparsing/.
+    """Stage train/val of the ADE20K layout at `root` into out/sceneparsing/ (the splits
+    present: a root with only validation/ stages val).
 
     Fields per sample: image uint8 [3, H, W], label uint8 [H, W] (0 = other, 1..150),
     H, W = cfg["size"]. Streams shards of cfg["shard_size"]; returns {subset: manifest}.
     """
     base = locate(root)
     classes = read_object_info(base)
-    listing = {split: list_split(base, split) for split in SPLITS}
+    present = _common.present_splits(
+        {split: (base / "images" / split).is_dir() for split in SPLITS}, base, LAYOUT)
+    listing = {split: list_split(base, split) for split in present}
     meta = {
         **_common.manifest_header(NAME, root, cfg), "subset": SUBSETS[0],
         "size": list(cfg["size"]), "num_classes": NUM_CLASSES,

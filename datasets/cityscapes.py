@@ -201,13 +201,15 @@ def _samples(listing: dict, size):
 
 
 def stage(root: str | Path, out: str | Path, cfg: dict) -> dict:
-    """Stage the fine train/val frames at `root` into out/fine/.
+    """Stage the fine train/val frames at `root` into out/fine/ (the splits present).
 
     Fields per sample: image uint8 [3, H, W]; label uint8 [H, W] trainIds (0..18, 255 =
     ignore); instance int32 [H, W] (labelId*1000+k for instance classes, labelId
     otherwise, for iIoU); H, W = cfg["size"]. Streams shards; returns {subset: manifest}.
     """
-    splits = list(cfg.get("splits", ["train", "val"]))
+    splits = _common.present_splits(
+        {s: (Path(root) / "leftImg8bit" / s).is_dir() for s in cfg.get("splits", ["train", "val"])},
+        root, LAYOUT)
     listing = {s: frames(root, s) for s in splits}
     meta = {
         **_common.manifest_header(NAME, root, cfg), "subset": SUBSETS[0],

@@ -29,7 +29,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from datasets._common import manifest_header, read_image, require_dir, stage_subsets
+from datasets._common import (
+    manifest_header,
+    present_splits,
+    read_image,
+    require_dir,
+    stage_subsets,
+)
 from datasets._images import chw, hwc, overlay, pack_colours, relabel, resize_image, resize_nearest
 from rlcv.errors import DataError
 
@@ -187,12 +193,14 @@ def stage_frame(image: np.ndarray, instances: np.ndarray, size_hw) -> dict:
 
 def stage(root: str | Path, out: str | Path, cfg: dict) -> dict:
     """Stage train (gt/) / val (valid_man, gt_man/) / test (test_man, gt_man/) frames into
-    out/cars/; returns {"cars": manifest}."""
+    out/cars/ (the splits whose list file is present); returns {"cars": manifest}."""
     root, out = Path(root), Path(out)
     require_dir(root, LAYOUT)
     require_dir(root / "images", LAYOUT)
     lists = {}
-    for split, (fname, gt) in SPLITS.items():
+    for split in present_splits({s: (root / f).is_file() for s, (f, _) in SPLITS.items()},
+                                root, LAYOUT):
+        fname, gt = SPLITS[split]
         lists[split] = read_ids(root / fname)
         require_dir(root / gt, LAYOUT)
 
