@@ -3,7 +3,7 @@
 
     torchrun --nproc_per_node=8 -m rlcv.cli train ROW --seed S
 
-`rlcv train` calls `init()`: with torchrun's RANK/WORLD_SIZE/LOCAL_ROLE variables set it
+`rlcv train` calls `init()`: with torchrun's RANK/WORLD_SIZE/LOCAL_RANK variables set it
 joins the process group (NCCL when the run's device is CUDA, else gloo) and, on CUDA,
 takes the GPU `LOCAL_RANK`; without them it is a single process and every function here
 is the identity. What is distributed:
@@ -85,6 +85,17 @@ def shard(*tensors: torch.Tensor):
     k = n // world
     out = tuple(t[rank() * k:(rank() + 1) * k] for t in tensors)
     return out if len(out) > 1 else out[0]
+
+
+def broadcast_modules(objects) -> None:
+    """Give every process rank 0's parameters and buffers of the modules in `objects`
+    (they start equal from the shared seed; this makes it so after any resume too)."""
+    if not active():
+        return
+    for obj in objects:
+        if isinstance(obj, torch.nn.Module):
+            for t in [*obj.parameters(), *obj.buffers()]:
+                tdist.broadcast(t.data, 0)
 
 
 def average_gradients(params) -> None:
