@@ -176,6 +176,8 @@ class SubsetWriter:
             w.flush() if self.cache else w.close()
         manifest = {
             **self.meta,
+            # an index is read from the source later, maybe from another folder
+            **({} if self.cache else {"source": str(Path(self.meta["source"]).resolve())}),
             "cache": self.cache,
             "counts": {s: w.count for s, w in self.writers.items()},
             "shards": {s: w.shards for s, w in self.writers.items()} if self.cache else {},

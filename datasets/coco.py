@@ -387,8 +387,6 @@ def stage(root: Path, out: Path, cfg: dict) -> dict[str, dict]:
 
     rows = _rows(root, cfg, val_gt)
     cache = bool(cfg.get("cache", True))
-    metas = {k: {**m, "source": str(root.resolve()) if not cache else m["source"]}
-             for k, m in metas.items()}
 
     def decode(record: dict) -> dict:
         return load_sample(record, root, base)
