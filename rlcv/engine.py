@@ -238,7 +238,9 @@ class _Progress:
     def __init__(self, run: Run, phase: str, start: int, total: int):
         self.run, self.phase, self.total = run, phase, total
         self.bar = None
-        if sys.stderr.isatty():
+        from rlcv import dist
+
+        if sys.stderr.isatty() and dist.is_main():
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, initial=start, desc=f"{run.row}/{phase}", leave=False)
