@@ -14,6 +14,7 @@ in memory; the folder appears only when complete (`rlcv.io.atomic_dir`).
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -74,6 +75,21 @@ def require_dir(path: str | Path, expected: str) -> Path:
     return path
 
 
+def present_splits(candidates: dict[str, bool], root: str | Path, expected: str) -> list[str]:
+    """The splits whose folders/files are present (`candidates`: split -> present?), in
+    order. A missing split is not an error (an evaluation-only user may hold only
+    validation): one stderr line names what is skipped; a root with none is refused."""
+    found = [s for s, ok in candidates.items() if ok]
+    if not found:
+        raise DataError(root, f"none of the splits {', '.join(candidates)} is present",
+                        expected)
+    missing = [s for s in candidates if s not in found]
+    if missing:
+        print(f"{root}: staging {', '.join(found)} only ({', '.join(missing)} not present)",
+              file=sys.stderr)
+    return found
+
+
 def save_png(path: Path, array: np.ndarray, palette: list[int] | None = None) -> None:
     """Write a PNG: uint8/uint16 grey or RGB, or palette-indexed when `palette` is given."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -127,29 +143,45 @@ class ShardWriter:
 
 
 class SubsetWriter:
-    """One staged subset being written into `folder`: shards per split and the manifest."""
+    """One staged subset being written into `folder`: shards per split and the manifest.
 
-    def __init__(self, folder: Path, meta: dict, shard_size: int = 256):
+    With `decode` given, the rows are records (`datasets._index`): `cache=True` decodes
+    each with `decode(record)` into shards; `cache=False` writes `<split>-index.jsonl`
+    and no pixel. Without `decode` the rows are samples, written as shards."""
+
+    def __init__(self, folder: Path, meta: dict, shard_size: int = 256, cache: bool = True,
+                 decode: Callable[[dict], dict] | None = None):
         self.folder, self.meta, self.shard_size = Path(folder), meta, shard_size
+        self.cache, self.decode = cache or decode is None, decode
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.writers: dict[str, ShardWriter] = {}
+        self.writers: dict = {}
         self.images: list[dict] = []
 
     def add(self, split: str, file: str, sample: dict) -> None:
-        """Append one sample of `split`, read from `file` (recorded in the manifest)."""
+        """Append one sample (or record) of `split`, read from `file` (in the manifest)."""
+        from datasets._index import IndexWriter
+
         if split not in self.writers:
-            self.writers[split] = ShardWriter(self.folder, split, self.shard_size)
+            self.writers[split] = (ShardWriter(self.folder, split, self.shard_size)
+                                   if self.cache else IndexWriter(self.folder, split))
+        if self.cache and self.decode is not None:
+            sample = self.decode(sample)
         self.writers[split].add(sample)
-        self.images.append({"file": file, "split": split})
+        if self.cache:   # an index lists its files itself
+            self.images.append({"file": file, "split": split})
 
     def close(self) -> dict:
         """Flush the last shards, write `manifest.json`; returns the manifest."""
         for w in self.writers.values():
-            w.flush()
+            w.flush() if self.cache else w.close()
         manifest = {
             **self.meta,
+            # an index is read from the source later, maybe from another folder
+            **({} if self.cache else {"source": str(Path(self.meta["source"]).resolve())}),
+            "cache": self.cache,
             "counts": {s: w.count for s, w in self.writers.items()},
-            "shards": {s: w.shards for s, w in self.writers.items()},
+            "shards": {s: w.shards for s, w in self.writers.items()} if self.cache else {},
+            "index": {} if self.cache else {s: w.name for s, w in self.writers.items()},
             "images": self.images,
         }
         rio.write_json(self.folder / "manifest.json", manifest)
@@ -187,17 +219,21 @@ def stage_subsets(
     rows: Iterable[tuple[str, str, str, dict]],
     shard_size: int = 256,
     finish: Callable[[Path], None] | None = None,
+    cache: bool = True,
+    decode: Callable[[dict], dict] | None = None,
 ) -> dict[str, dict]:
     """Write several subsets `out/<subset>/` (as `stage_subset`) in one pass over the source.
 
     `rows` yields (subset, split, file name, sample); one source image may feed several
     subsets (one row each). `finish(folder)`, when given, runs after the last row with
-    the (temporary) `out` folder, to add files next to the shards. Every subset of
+    the (temporary) `out` folder, to add files next to the shards. `cache`/`decode`: as
+    `SubsetWriter` (rows of records, decoded into shards or written as an index). Every subset of
     `metas` gets a folder and manifest, even an empty one. Returns {subset: manifest};
     `out` appears only when every subset is complete.
     """
     with rio.atomic_dir(out) as tmp:
-        writers = {s: SubsetWriter(tmp / s, meta, shard_size) for s, meta in metas.items()}
+        writers = {s: SubsetWriter(tmp / s, meta, shard_size, cache, decode)
+                   for s, meta in metas.items()}
         for subset, split, file, sample in rows:
             writers[subset].add(split, file, sample)
         manifests = {s: w.close() for s, w in writers.items()}
@@ -219,12 +255,25 @@ def read_manifest(staged: str | Path) -> dict:
     return manifest
 
 
+def splits_of(manifest: dict) -> list[str]:
+    """The staged splits of a manifest (sharded or indexed)."""
+    return list(manifest["shards"]) + list(manifest.get("index", {}))
+
+
 def load_split(staged: str | Path, split: str) -> dict:
     """Load every shard of `split` and concatenate them field by field."""
     staged = Path(staged)
     manifest = read_manifest(staged)
+    if split in manifest.get("index", {}):   # no pixels staged: decode every sample now
+        from datasets._index import IndexDataset, collate
+
+        ds = IndexDataset(manifest, staged, split)
+        return collate([ds[i] for i in range(len(ds))])
     if split not in manifest["shards"]:
-        raise DataError(staged, f"no split {split!r}; it has {sorted(manifest['shards'])}")
+        raise DataError(staged, f"no split {split!r}: the source {manifest.get('source')} "
+                        f"held none when staged (it has {sorted(splits_of(manifest))})",
+                        f"a source root holding the {split!r} split (rlcv stage "
+                        f"{manifest.get('dataset', 'DATASET')} --root ROOT)")
     expected = "a shard written by rlcv stage"
     parts = [rio.torch_load(under(staged, name, expected)) for name in manifest["shards"][split]]
     if not parts:
@@ -264,7 +313,32 @@ class Staged:
 
     @property
     def splits(self) -> list[str]:
-        return list(self.manifest["shards"])
+        return splits_of(self.manifest)
+
+    def dataset(self, split: str):
+        """`split` as a torch Dataset: decoded per sample from the index (`cache: false`),
+        or the cached samples (`cache: true`), on the CPU for DataLoader workers."""
+        from datasets._index import CachedDataset, IndexDataset
+
+        if split in self.manifest.get("index", {}):
+            return IndexDataset(self.manifest, self.path, split)
+        return CachedDataset(load_split(self.path, split))
+
+    def loader(self, split: str, batch_size: int, seed: int, shuffle: bool = True,
+               workers: int = 0, drop_last: bool = False):
+        """A DataLoader of `split` (`datasets._index.make_loader`): decoded per batch in
+        `workers` processes, order drawn from `seed`, sharded over a distributed run.
+        Batches are on the CPU; `batches` puts them on the run's device."""
+        from datasets._index import make_loader
+
+        return make_loader(self.dataset(split), batch_size, seed, shuffle, workers, drop_last)
+
+    def batches(self, loader):
+        """The batches of `loader` on `self.device` (the one place data changes device)."""
+        from rlcv.engine import to_device
+
+        for batch in loader:
+            yield to_device(batch, self.device)
 
 
 GT_FIELDS = {

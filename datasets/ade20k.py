@@ -35,7 +35,7 @@ PARAMS = {
     "config": {"seed": 0, "shard_size": 256, "jpeg_quality": 90},
     "ci": {"synth_train": 6, "synth_val": 3, "synth_size": [40, 40], "size": [32, 32]},
     "smoke": {"synth_train": 240, "synth_val": 60, "synth_size": [80, 80], "size": [64, 64]},
-    "paper": {"root": "ade20k", "size": [512, 512], "shard_size": 64},
+    "paper": {"root": "ade20k", "size": [512, 512], "shard_size": 64, "cache": False},
 }
 SPLITS = {"training": "train", "validation": "val"}  # folder -> staged split name
 NUM_CLASSES = 150
@@ -139,34 +139,46 @@ def read_sample(image_path: Path, ann_path: Path) -> tuple[np.ndarray, np.ndarra
     return image, label
 
 
-def _samples(base: Path, listing: dict, size):
+def _records(base: Path, listing: dict):
+    """(subset, split, file, record): the image and annotation paths under `base`."""
     for split, items in listing.items():
         for stem, image_path, ann_path in items:
-            image, label = read_sample(image_path, ann_path)
             yield SUBSETS[0], SPLITS[split], f"{split}/{stem}", {
-                "image": chw(resize_image(image, size)),
-                "label": torch.from_numpy(np.ascontiguousarray(resize_nearest(label, size))),
-            }
+                "image": image_path.relative_to(base).as_posix(),
+                "annotation": ann_path.relative_to(base).as_posix()}
+
+
+def load_sample(record: dict, source: str | Path, manifest: dict) -> dict:
+    """Decode one staged sample from its record (`datasets._index`): image and label map
+    resized to the manifest's size (bilinear, nearest)."""
+    base, size = locate(source), manifest["size"]
+    image, label = read_sample(_common.under(base, record["image"], LAYOUT),
+                               _common.under(base, record["annotation"], LAYOUT))
+    return {"image": chw(resize_image(image, size)),
+            "label": torch.from_numpy(np.ascontiguousarray(resize_nearest(label, size)))}
 
 
 def stage(root: str | Path, out: str | Path, cfg: dict) -> dict:
-    """Stage train/val of the ADE20K layout at `root` into out/sceneparsing/.
+    """Stage train/val of the ADE20K layout at `root` into out/sceneparsing/ (the splits
+    present: a root with only validation/ stages val).
 
     Fields per sample: image uint8 [3, H, W], label uint8 [H, W] (0 = other, 1..150),
     H, W = cfg["size"]. Streams shards of cfg["shard_size"]; returns {subset: manifest}.
     """
     base = locate(root)
     classes = read_object_info(base)
-    listing = {split: list_split(base, split) for split in SPLITS}
+    present = _common.present_splits(
+        {split: (base / "images" / split).is_dir() for split in SPLITS}, base, LAYOUT)
+    listing = {split: list_split(base, split) for split in present}
     meta = {
         **_common.manifest_header(NAME, root, cfg), "subset": SUBSETS[0],
         "size": list(cfg["size"]), "num_classes": NUM_CLASSES,
         "ignore_index": 0, "classes": {str(k): v for k, v in sorted(classes.items())},
         "fields": {"image": "uint8 [3,H,W]", "label": "uint8 [H,W], 0 = other (ignored)"},
     }
-    rows = _samples(base, listing, cfg["size"])
-    return _common.stage_subsets(Path(out), {SUBSETS[0]: meta}, rows,
-                                 int(cfg.get("shard_size", 256)))
+    return _common.stage_subsets(Path(out), {SUBSETS[0]: meta}, _records(base, listing),
+                                 int(cfg.get("shard_size", 256)), cache=cfg.get("cache", True),
+                                 decode=lambda r: load_sample(r, root, meta))
 
 
 def synth(root: str | Path, cfg: dict, seed: int) -> None:

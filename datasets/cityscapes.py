@@ -36,7 +36,7 @@ PARAMS = {
     "config": {"seed": 0, "shard_size": 256, "splits": ["train", "val"]},
     "ci": {"synth_train": 4, "synth_val": 2, "synth_size": [64, 128], "size": [32, 64]},
     "smoke": {"synth_train": 240, "synth_val": 60, "synth_size": [128, 256], "size": [64, 128]},
-    "paper": {"root": "cityscapes", "size": [1024, 2048], "shard_size": 16},
+    "paper": {"root": "cityscapes", "size": [1024, 2048], "shard_size": 16, "cache": False},
 }
 
 # The 34 Cityscapes labels (plus the license plate, id -1) as defined by the benchmark:
@@ -187,27 +187,38 @@ def train_ids(label_ids: np.ndarray) -> np.ndarray:
     return ID_TO_TRAIN[label_ids]
 
 
-def _samples(listing: dict, size):
+_TARGETS = ("image", "semantic", "instance")
+
+
+def _records(root: Path, listing: dict):
+    """(subset, split, file, record): the frame's image and target paths under `root`."""
     for split, items in listing.items():
         for frame in items:
-            f = read_frame(frame)
-            label = train_ids(resize_nearest(f["label_ids"], size))
-            instance = resize_nearest(f["instance_ids"], size)
             yield SUBSETS[0], split, f"{split}/{frame['city']}/{frame['name']}", {
-                "image": chw(resize_image(f["image"], size)),
-                "label": torch.from_numpy(label),
-                "instance": torch.from_numpy(np.ascontiguousarray(instance)),
-            }
+                k: Path(frame[k]).relative_to(root).as_posix() for k in _TARGETS}
+
+
+def load_sample(record: dict, source: str | Path, manifest: dict) -> dict:
+    """Decode one staged sample from its record (`datasets._index`): image, trainIds and
+    instance ids resized to the manifest's size (bilinear, nearest, nearest)."""
+    size = manifest["size"]
+    f = read_frame({k: _common.under(Path(source), record[k], LAYOUT) for k in _TARGETS})
+    label = train_ids(resize_nearest(f["label_ids"], size))
+    instance = resize_nearest(f["instance_ids"], size)
+    return {"image": chw(resize_image(f["image"], size)), "label": torch.from_numpy(label),
+            "instance": torch.from_numpy(np.ascontiguousarray(instance))}
 
 
 def stage(root: str | Path, out: str | Path, cfg: dict) -> dict:
-    """Stage the fine train/val frames at `root` into out/fine/.
+    """Stage the fine train/val frames at `root` into out/fine/ (the splits present).
 
     Fields per sample: image uint8 [3, H, W]; label uint8 [H, W] trainIds (0..18, 255 =
     ignore); instance int32 [H, W] (labelId*1000+k for instance classes, labelId
     otherwise, for iIoU); H, W = cfg["size"]. Streams shards; returns {subset: manifest}.
     """
-    splits = list(cfg.get("splits", ["train", "val"]))
+    splits = _common.present_splits(
+        {s: (Path(root) / "leftImg8bit" / s).is_dir() for s in cfg.get("splits", ["train", "val"])},
+        root, LAYOUT)
     listing = {s: frames(root, s) for s in splits}
     meta = {
         **_common.manifest_header(NAME, root, cfg), "subset": SUBSETS[0],
@@ -219,9 +230,9 @@ def stage(root: str | Path, out: str | Path, cfg: dict) -> dict:
                    "instance": "int32 [H,W] labelId*1000+k (instance classes), else labelId "
                                "(so it also holds the ground-truth labelIds)"},
     }
-    rows = _samples(listing, cfg["size"])
-    return _common.stage_subsets(Path(out), {SUBSETS[0]: meta}, rows,
-                                 int(cfg.get("shard_size", 256)))
+    return _common.stage_subsets(Path(out), {SUBSETS[0]: meta}, _records(Path(root), listing),
+                                 int(cfg.get("shard_size", 256)), cache=cfg.get("cache", True),
+                                 decode=lambda r: load_sample(r, root, meta))
 
 
 def synth(root: str | Path, cfg: dict, seed: int) -> None:

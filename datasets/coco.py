@@ -46,7 +46,7 @@ from datasets._common import (
     stage_subsets,
     under,
 )
-from datasets._images import INSTANCE_PALETTE, chw, draw_boxes, hwc, letterbox, overlay
+from datasets._images import INSTANCE_PALETTE, chw, draw_boxes, hwc, letterbox, overlay, resize
 from rlcv import io as rio
 from rlcv.errors import DataError
 
@@ -62,7 +62,7 @@ PARAMS = {
     "config": {"seed": 0, "annotation": "instances"},
     "ci": {"n_train": 24, "n_val": 12, "image_size": 64, "min_object": 16},
     "smoke": {"n_train": 400, "n_val": 120, "image_size": 96, "min_object": 24},
-    "paper": {"root": "coco", "image_size": 224, "min_object": 32},
+    "paper": {"root": "coco", "image_size": 224, "min_object": 32, "cache": False},
 }
 FIELDS = {
     "single": {
@@ -126,20 +126,13 @@ class CocoReader:
         """The decoded RGB image (H, W, 3) uint8, checked against its width and height."""
         info = self.info(image_id)
         path = under(self.image_dir, info.get("file_name"), LAYOUT)
-        pixels = read_image(path, LAYOUT)
-        want = (info.get("height"), info.get("width"))
-        if None not in want and pixels.shape[:2] != want:
-            raise DataError(path, f"size {pixels.shape[:2]} differs from its annotation's "
-                            f"height x width {want}", LAYOUT)
-        return pixels
+        return checked_image(path, (info.get("height"), info.get("width")))
 
     def mask(self, ann: dict) -> np.ndarray:
         """The annotation's binary mask at the image's size (polygons or RLE)."""
-        try:
-            return self.coco.annToMask(ann).astype(bool)
-        except Exception as exc:  # pycocotools raises bare exceptions on bad segmentations
-            raise DataError(self.annotation_file, f"malformed segmentation in annotation "
-                            f"{ann.get('id')}: {exc}", LAYOUT) from None
+        info = self.info(ann["image_id"])
+        return ann_mask(ann["segmentation"], info["height"], info["width"],
+                        f"{self.annotation_file} (annotation {ann.get('id')})")
 
 
 def checked_annotations(doc: dict, ann_file: Path) -> list[dict]:
@@ -199,40 +192,143 @@ def present_splits(root: Path) -> list[str]:
     return found
 
 
-def detection_sample(image: torch.Tensor, anns: list[dict], scale: float,
-                     image_id: int) -> dict:
-    """A `detection` sample: every annotation's box, category, crowd flag and area,
-    scaled to the staged frame (area from the annotation's `area`, i.e. its mask)."""
+def transform(h: int, w: int, cfg: dict) -> tuple[float, list[int]]:
+    """The staged frame of an h x w image: (scale, [out_h, out_w]). `resize: letterbox`
+    (default) fits it into image_size x image_size, top-left, zero padding; `resize:
+    shorter` scales its shorter side to image_size, the longer one to at most `max_size`."""
+    size = int(cfg["image_size"])
+    if cfg.get("resize", "letterbox") == "letterbox":
+        return size / max(h, w), [size, size]
+    scale = min(size / min(h, w), float(cfg.get("max_size", math.inf)) / max(h, w))
+    return scale, [max(1, round(h * scale)), max(1, round(w * scale))]
+
+
+def detection_record(anns: list[dict], scale: float) -> dict:
+    """A `detection` record's annotations in the staged frame: every annotation's box,
+    category, crowd flag and area (from the annotation's `area`, i.e. its mask)."""
     xywh = np.array([a["bbox"] for a in anns], np.float64).reshape(-1, 4)
     boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], 1) * scale
     areas = np.array([a["area"] for a in anns], np.float64) * scale**2
-    return {
-        "image": image,
-        "boxes": torch.from_numpy(boxes.astype(np.float32)),
-        "labels": torch.tensor([a["category_id"] for a in anns], dtype=torch.int64),
-        "iscrowd": torch.tensor([int(a.get("iscrowd", 0)) for a in anns], dtype=torch.uint8),
-        "areas": torch.from_numpy(areas.astype(np.float32)),
-        "image_id": torch.tensor(image_id, dtype=torch.int64),
-    }
+    return {"boxes": boxes.astype(np.float32).tolist(),
+            "labels": [int(a["category_id"]) for a in anns],
+            "iscrowd": [int(a.get("iscrowd", 0)) for a in anns],
+            "areas": areas.astype(np.float32).tolist()}
 
 
-def gt_entries(sample: dict, file_name: str, size: int, first_id: int) -> tuple[dict, list]:
-    """The COCO `images` entry and `annotations` of one staged detection sample (staged
+def single_record(ann: dict, scale: float) -> dict:
+    """A `single` record: the object's box in the staged frame, its category, and its
+    segmentation as in the annotation file (rasterised at the source size by the loader,
+    then resized with the image)."""
+    x, y, w, h = ann["bbox"]
+    box = torch.tensor([x, y, x + w, y + h], dtype=torch.float32) * scale
+    return {"box": box.tolist(), "category": int(ann["category_id"]),
+            "segmentation": ann["segmentation"], "ann_id": ann.get("id")}
+
+
+def ann_mask(segmentation, h: int, w: int, where: str) -> np.ndarray:
+    """A COCO segmentation (polygons, RLE or compressed RLE) as an h x w bool mask, as
+    pycocotools' `COCO.annToMask` decodes it."""
+    from pycocotools import mask as mask_utils
+
+    try:
+        if isinstance(segmentation, list):
+            rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, h, w))
+        elif isinstance(segmentation["counts"], list):
+            rle = mask_utils.frPyObjects(segmentation, h, w)
+        else:
+            rle = dict(segmentation)
+            if isinstance(rle["counts"], str):
+                rle["counts"] = rle["counts"].encode()
+        return mask_utils.decode(rle).astype(bool)
+    except Exception as exc:  # pycocotools raises bare exceptions on bad segmentations
+        raise DataError(where, f"malformed segmentation: {exc}", LAYOUT) from None
+
+
+_LAST: dict = {}
+
+
+def _pixels(path: Path, hw: list[int], frame: tuple) -> torch.Tensor:
+    """The image at `path` decoded, checked against its annotated size and put in the
+    staged frame; the last one is kept (an image of both subsets is decoded once)."""
+    key = (str(path), frame)
+    if _LAST.get("key") != key:
+        _LAST.update(key=key, image=chw(_to_frame(checked_image(path, hw), frame)))
+    return _LAST["image"]
+
+
+def checked_image(path: Path, hw) -> np.ndarray:
+    """The decoded RGB image at `path`, checked against its annotated (height, width)."""
+    pixels = read_image(path, LAYOUT)
+    if None not in tuple(hw) and pixels.shape[:2] != tuple(hw):
+        raise DataError(path, f"size {pixels.shape[:2]} differs from its annotation's "
+                        f"height x width {tuple(hw)}", LAYOUT)
+    return pixels
+
+
+def _to_frame(array: np.ndarray, frame: tuple) -> np.ndarray:
+    kind, size, out_hw = frame
+    return letterbox(array, size)[0] if kind == "letterbox" else resize(array, out_hw)
+
+
+def load_sample(record: dict, source: Path, manifest: dict) -> dict:
+    """Decode one staged sample from its record (`datasets._index`): the image in the
+    staged frame, with the `single` object's mask or the `detection` boxes."""
+    path = under(Path(source), record["file"], LAYOUT)
+    frame = (manifest.get("resize", "letterbox"), int(manifest["image_size"]),
+             tuple(record["out_hw"]))
+    image = _pixels(path, record["hw"], frame)
+    image_id = torch.tensor(record["image_id"], dtype=torch.int64)
+    if "segmentation" in record:
+        where = f"{path} (annotation {record.get('ann_id')})"
+        mask = ann_mask(record["segmentation"], *record["hw"], where)
+        return {"image": image, "mask": torch.from_numpy(_to_frame(mask, frame)),
+                "box": torch.tensor(record["box"], dtype=torch.float32),
+                "category": torch.tensor(record["category"], dtype=torch.int64),
+                "image_id": image_id}
+    return {"image": image,
+            "boxes": torch.tensor(record["boxes"], dtype=torch.float32).reshape(-1, 4),
+            "labels": torch.tensor(record["labels"], dtype=torch.int64),
+            "iscrowd": torch.tensor(record["iscrowd"], dtype=torch.uint8),
+            "areas": torch.tensor(record["areas"], dtype=torch.float32),
+            "image_id": image_id}
+
+
+def gt_entries(record: dict, file_name: str, first_id: int) -> tuple[dict, list]:
+    """The COCO `images` entry and `annotations` of one staged detection record (staged
     pixels; annotation ids from `first_id`, which must be > 0 for COCOeval)."""
-    image_id = int(sample["image_id"])
-    boxes = sample["boxes"].double()
+    image_id = int(record["image_id"])
+    boxes = torch.tensor(record["boxes"], dtype=torch.float32).reshape(-1, 4).double()
     xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], 1).tolist()
+    areas = torch.tensor(record["areas"], dtype=torch.float32).double()
     anns = [{"id": first_id + k, "image_id": image_id, "category_id": int(c), "bbox": b,
              "area": float(a), "iscrowd": int(z)}
-            for k, (b, c, a, z) in enumerate(zip(xywh, sample["labels"], sample["areas"].double(),
-                                                 sample["iscrowd"], strict=True))]
-    return {"id": image_id, "file_name": file_name, "width": size, "height": size}, anns
+            for k, (b, c, a, z) in enumerate(zip(xywh, record["labels"], areas,
+                                                 record["iscrowd"], strict=True))]
+    h, w = record["out_hw"]
+    return {"id": image_id, "file_name": file_name, "width": w, "height": h}, anns
+
+
+def _image_hw(reader: CocoReader, image_id: int) -> list[int]:
+    """The image's height and width from its annotation entry, else from the file's
+    header (no decode)."""
+    info = reader.info(image_id)
+    if isinstance(info.get("height"), int) and isinstance(info.get("width"), int):
+        return [info["height"], info["width"]]
+    from PIL import Image
+
+    path = under(reader.image_dir, info.get("file_name"), LAYOUT)
+    try:
+        with Image.open(path) as im:
+            return [im.height, im.width]
+    except OSError as exc:
+        raise DataError(path, f"damaged or not an image ({exc.__class__.__name__})",
+                        LAYOUT) from None
 
 
 def _rows(root: Path, cfg: dict, val_gt: dict) -> Iterator[tuple[str, str, str, dict]]:
-    """(subset, split, file, sample) of both subsets, decoding each image once; fills
-    `val_gt` (a COCO ground-truth dict) with the staged val detection samples."""
-    size, min_object = int(cfg["image_size"]), int(cfg.get("min_object", 32))
+    """(subset, split, file, record) of both subsets (`datasets._index` records, annotations
+    in the staged frame); fills `val_gt` (a COCO ground-truth dict) with the val records."""
+    min_object = int(cfg.get("min_object", 32))
     for split in present_splits(root):
         reader = CocoReader(root, split, cfg.get("annotation", "instances"))
         if split == "val":
@@ -243,26 +339,18 @@ def _rows(root: Path, cfg: dict, val_gt: dict) -> Iterator[tuple[str, str, str, 
                 continue
             info = reader.info(image_id)
             file = f"{SPLITS[split]}/{info['file_name']}"
-            pixels = reader.image(image_id)
-            scale = size / max(pixels.shape[:2])
-            image = chw(letterbox(pixels, size)[0])
-            sample = detection_sample(image, anns, scale, image_id)
-            yield "detection", split, file, sample
+            hw = _image_hw(reader, image_id)
+            scale, out_hw = transform(*hw, cfg)
+            base = {"file": file, "image_id": int(image_id), "hw": hw, "out_hw": out_hw}
+            det = {**base, **detection_record(anns, scale)}
+            yield "detection", split, file, det
             if split == "val":
-                entry, gt = gt_entries(sample, info["file_name"], size,
-                                       len(val_gt["annotations"]) + 1)
+                entry, gt = gt_entries(det, info["file_name"], len(val_gt["annotations"]) + 1)
                 val_gt["images"].append(entry)
                 val_gt["annotations"] += gt
             if is_single(anns, min_object):
                 (ann,) = [a for a in anns if not a.get("iscrowd", 0)]
-                x, y, w, h = ann["bbox"]
-                yield "single", split, file, {
-                    "image": image,
-                    "mask": torch.from_numpy(letterbox(reader.mask(ann), size)[0]),
-                    "box": torch.tensor([x, y, x + w, y + h], dtype=torch.float32) * scale,
-                    "category": torch.tensor(ann["category_id"], dtype=torch.int64),
-                    "image_id": torch.tensor(image_id, dtype=torch.int64),
-                }
+                yield "single", split, file, {**base, **single_record(ann, scale)}
 
 
 def synth(root: Path, cfg: dict, seed: int) -> None:
@@ -274,8 +362,15 @@ def stage(root: Path, out: Path, cfg: dict) -> dict[str, dict]:
     """Stage `single` and `detection` of `root` into `out/<subset>/` in one pass (plus
     `out/detection/val_gt.json`); returns {subset: manifest}."""
     root, size = Path(root), int(cfg["image_size"])
-    base = {**manifest_header(NAME, root, cfg), "image_size": size,
-            "coordinates": "staged pixels: source * image_size / max(h, w), top-left letterbox"}
+    resize_kind = cfg.get("resize", "letterbox")
+    if resize_kind not in ("letterbox", "shorter"):
+        raise DataError(root, f"unknown resize {resize_kind!r} in the coco params",
+                        "resize: letterbox or shorter")
+    coordinates = ("staged pixels: source * image_size / max(h, w), top-left letterbox"
+                   if resize_kind == "letterbox" else "staged pixels: source * min(image_size "
+                   "/ min(h, w), max_size / max(h, w)) (shorter side resized)")
+    base = {**manifest_header(NAME, root, cfg), "image_size": size, "resize": resize_kind,
+            "max_size": cfg.get("max_size"), "coordinates": coordinates}
     metas = {
         "single": {**base, "subset": "single", "fields": FIELDS["single"],
                    "selection": f"exactly one non-crowd annotation, box >= "
@@ -291,7 +386,13 @@ def stage(root: Path, out: Path, cfg: dict) -> dict[str, dict]:
         rio.write_text(folder / "detection" / VAL_GT, json.dumps(val_gt))
 
     rows = _rows(root, cfg, val_gt)
-    return stage_subsets(Path(out), metas, rows, int(cfg.get("shard_size", 256)), write_gt)
+    cache = bool(cfg.get("cache", True))
+
+    def decode(record: dict) -> dict:
+        return load_sample(record, root, base)
+
+    return stage_subsets(Path(out), metas, rows, int(cfg.get("shard_size", 256)), write_gt,
+                         cache=cache, decode=decode)
 
 
 _MASK_PALETTE = np.array([[0, 0, 0], [255, 40, 40]], np.uint8)

@@ -37,6 +37,7 @@ from datasets._common import (
     GT_FIELDS,
     keep_ground_truth,
     manifest_header,
+    present_splits,
     read_image,
     require_dir,
     stage_subsets,
@@ -195,13 +196,17 @@ def stage_plant(rgb: np.ndarray, label: np.ndarray, fg: np.ndarray | None, size:
 
 
 def stage(root: str | Path, out: str | Path, cfg: dict) -> dict:
-    """Stage `ablation` and `traintest`, reading every source file once."""
+    """Stage `ablation` and `traintest`, reading every source file once (the splits
+    present: training/A1 and/or testing/A1 with the truth file)."""
     root, out = Path(root), Path(out)
     require_dir(root, LAYOUT)
     train_dir, test_dir = root / "training" / "A1", root / "testing" / "A1"
-    train_names, test_names = list_plants(train_dir), list_plants(test_dir)
+    present = present_splits({"training": train_dir.is_dir(), "testing": test_dir.is_dir()},
+                             root, LAYOUT)
+    train_names = list_plants(train_dir) if "training" in present else []
+    test_names = list_plants(test_dir) if "testing" in present else []
     truth = root / TRUTH_H5
-    if not truth.is_file():
+    if test_names and not truth.is_file():
         raise DataError(truth, "missing", LAYOUT)
     val = ablation_split(train_names, float(cfg["val_fraction"]), int(cfg["split_seed"]))
     size = int(cfg["size"])

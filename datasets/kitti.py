@@ -34,6 +34,7 @@ from datasets._common import (
     GT_FIELDS,
     keep_ground_truth,
     manifest_header,
+    present_splits,
     read_image,
     require_dir,
     stage_subsets,
@@ -198,12 +199,14 @@ def stage_frame(image: np.ndarray, instances: np.ndarray, size_hw, keep_gt: bool
 
 def stage(root: str | Path, out: str | Path, cfg: dict) -> dict:
     """Stage train (gt/) / val (valid_man, gt_man/) / test (test_man, gt_man/) frames into
-    out/cars/; returns {"cars": manifest}."""
+    out/cars/ (the splits whose list file is present); returns {"cars": manifest}."""
     root, out = Path(root), Path(out)
     require_dir(root, LAYOUT)
     require_dir(root / "images", LAYOUT)
     lists = {}
-    for split, (fname, gt) in SPLITS.items():
+    for split in present_splits({s: (root / f).is_file() for s, (f, _) in SPLITS.items()},
+                                root, LAYOUT):
+        fname, gt = SPLITS[split]
         lists[split] = read_ids(root / fname)
         require_dir(root / gt, LAYOUT)
 

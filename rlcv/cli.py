@@ -150,22 +150,30 @@ def cmd_train(args) -> None:
     engine.set_threads()
     _staged(row, params)   # a bad manifest fails here, once, before any worker starts
     assert callable(row.train)   # import the family here, once, not in every worker
-    workers.for_each_seed(args.seed, lambda seed: _train_seed(params, row, values, cfg, seed,
-                                                              args))
+    from rlcv import dist
+
+    train = lambda seed: _train_seed(params, row, values, cfg, seed, args)  # noqa: E731
+    if dist.launched():   # torchrun's processes share each seed: no forked seed workers
+        for seed in args.seed:
+            train(seed)
+    else:
+        workers.for_each_seed(args.seed, train)
 
 
 def _train_seed(params: P.Params, row, values: dict, cfg, seed: int, args) -> None:
     """One seed of `rlcv train`: the same result whether it runs alone, after other seeds
     in the same process or beside them in workers (seed_everything resets every
     generator the engine uses)."""
-    from rlcv import engine
+    from rlcv import dist, engine
 
     inputs = {req: run_dir(req, seed) / "checkpoint.pt" for req in row.requires}
     out = run_dir(row.name, seed)
-    with _run_lock(row.name, seed):
-        if args.fresh and out.exists():
+    dev = dist.init(engine.device())   # under torchrun: join the group (rlcv.dist)
+    lock = _run_lock(row.name, seed) if dist.is_main() else contextlib.nullcontext()
+    with lock:
+        if args.fresh and out.exists() and dist.is_main():
             shutil.rmtree(out)
-        dev = engine.device()
+        dist.barrier()
         data = _staged(row, params, dev)   # a fresh handle per seed: no split cache shared
         engine.seed_everything(seed)
         run = engine.Run(row=row.name, seed=seed, dir=out, inputs=inputs, device=dev,
@@ -173,6 +181,8 @@ def _train_seed(params: P.Params, row, values: dict, cfg, seed: int, args) -> No
                          signature=_signature(params, row, values, inputs))
         ckpt = row.train(cfg, data, run)
     history = engine.write_history(run)
+    if not dist.is_main():
+        return
     dest = result_dir(row.name, seed) / "history.csv"
     dest.parent.mkdir(parents=True, exist_ok=True)
     rio.write_bytes(dest, history.read_bytes())

@@ -226,7 +226,10 @@ class Run:
         return self.dir / "checkpoint.pt"
 
     def log(self, msg: str) -> None:
-        print(f"[{self.row} seed={self.seed}] {msg}", file=sys.stderr, flush=True)
+        from rlcv import dist
+
+        if dist.is_main():   # one log per run, not one per process of a distributed run
+            print(f"[{self.row} seed={self.seed}] {msg}", file=sys.stderr, flush=True)
 
 
 class _Progress:
@@ -235,7 +238,9 @@ class _Progress:
     def __init__(self, run: Run, phase: str, start: int, total: int):
         self.run, self.phase, self.total = run, phase, total
         self.bar = None
-        if sys.stderr.isatty():
+        from rlcv import dist
+
+        if sys.stderr.isatty() and dist.is_main():
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, initial=start, desc=f"{run.row}/{phase}", leave=False)
@@ -274,7 +279,14 @@ def fit(
     are saved to `<run.dir>/<phase>.ckpt.pt` every `run.checkpoint_every` steps and at
     the end. A finished phase is skipped on rerun; an interrupted one resumes from its
     last checkpoint. `eval_fn` (no gradient) is logged every `eval_every` steps.
+
+    Under torchrun (`rlcv.dist`) every process runs this loop on its shard of the
+    batch: the modules start from rank 0's weights, every optimizer's gradients are
+    averaged over the processes before its step, and rank 0 alone writes the
+    checkpoint and history that all processes resume from.
     """
+    from rlcv import dist
+
     path = run.dir / f"{phase}.ckpt.pt"
     start = 0
     state = rio.torch_load(path) if path.exists() else None
@@ -291,10 +303,15 @@ def fit(
             run.log(f"resumed {phase} from step {start}")
     if start >= steps:
         return
+    dist.broadcast_modules(objects.values())
+    hooks = [dist.hook_optimizer(o) for o in objects.values()
+             if isinstance(o, torch.optim.Optimizer)]
     progress = _Progress(run, phase, start, steps)
     phase_rows = [r for r in run.history if r.get("phase") == phase]
 
     def save(step_done: int) -> None:
+        if not dist.is_main():
+            return
         rio.torch_save(
             {
                 "step": step_done,
@@ -321,6 +338,10 @@ def fit(
         if (step + 1) % run.checkpoint_every == 0 or step + 1 == steps:
             save(step + 1)
     progress.close()
+    for hook in hooks:
+        if hook is not None:
+            hook.remove()
+    dist.barrier()
 
 
 def to_device(obj, dev: torch.device | str):
@@ -336,7 +357,8 @@ def to_device(obj, dev: torch.device | str):
 
 
 def write_history(run: Run) -> Path:
-    """Write `run.history` as `history.csv` (one row per step, union of columns)."""
+    """Write `run.history` as `history.csv` (one row per step, union of columns; rank 0
+    of a distributed run only)."""
     cols: list[str] = ["phase", "step"]
     for r in run.history:
         for k in r:
@@ -348,7 +370,10 @@ def write_history(run: Run) -> Path:
     for r in run.history:
         w.writerow({k: _fmt(v) for k, v in r.items()})
     out = run.dir / "history.csv"
-    rio.write_text(out, buf.getvalue())
+    from rlcv import dist
+
+    if dist.is_main():
+        rio.write_text(out, buf.getvalue())
     return out
 
 
@@ -362,9 +387,13 @@ def save_checkpoint(run: Run, config, **state) -> Path:
     """Write the final checkpoint: a plain dict with the row, seed, config, the run's
     settings signature (checked by `rlcv evaluate`) and `state` (tensors on the CPU, so a
     checkpoint loads on any device)."""
+    from rlcv import dist
+
     cfg = asdict(config) if hasattr(config, "__dataclass_fields__") else dict(config)
-    rio.torch_save({"row": run.row, "seed": run.seed, "config": cfg,
-                    "signature": run.signature, **to_device(state, "cpu")}, run.checkpoint)
+    if dist.is_main():   # rank 0 of a distributed run writes; the others wait for it
+        rio.torch_save({"row": run.row, "seed": run.seed, "config": cfg,
+                        "signature": run.signature, **to_device(state, "cpu")}, run.checkpoint)
+    dist.barrier()
     return run.checkpoint
 
 

@@ -37,7 +37,8 @@ HEADER = (
 )
 
 
-SHARED_CODE = ("rlcv/engine.py", "rlcv/metrics", "datasets/_common.py")
+SHARED_CODE = ("rlcv/engine.py", "rlcv/dist.py", "rlcv/metrics", "datasets/_common.py",
+               "datasets/_index.py")
 """What every train stage depends on besides its row's code: the training loop, the
 metric library (evaluation during training, rewards) and the staged-data reader."""
 

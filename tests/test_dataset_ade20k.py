@@ -181,7 +181,7 @@ DAMAGE = {
                           lambda p: p.write_text(p.read_text() + "151\tx\ty\tz\tname\n")),
     "no objectInfo150 header": ("objectInfo150.txt",
                                 lambda p: p.write_text("1\t0.1\t1\t1\twall\n")),
-    "missing folder": ("images/training", shutil.rmtree),
+    "missing annotations folder": ("annotations/training", shutil.rmtree),
 }
 
 

@@ -32,7 +32,7 @@ import torch
 
 from methods.cissnet.data import Task, feature_targets, features, to_input
 from methods.cissnet.rl import rollout, segmentation_loss, train_step
-from rlcv import engine
+from rlcv import dist, engine
 from rlcv.errors import ParamsError
 from rlcv.models.cissnet import BaseNet, ContextNet, DomainNet, SegmentNet
 
@@ -157,6 +157,7 @@ def train_baseline(cfg: BaselineConfig, data, run) -> str:
         images, target = to_input(train["image"][idx]), targets[idx]
         if torch.rand((), generator=g) < 0.5:   # horizontal flip
             images, target = images.flip(-1), target.flip(-1)
+        images, target = dist.shard(images, target)   # this process's part (torchrun)
         loss = segmentation_loss(base(domain(images)), target)
         opt.zero_grad(set_to_none=True)
         loss.backward()

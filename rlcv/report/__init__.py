@@ -44,10 +44,9 @@ def _contact_sheets(params: Params, out_dir: Path) -> list[Path]:
         for sub in subsets:
             staged = Staged(sub)
             split = "val" if "val" in staged.splits else staged.splits[0]
-            data = staged.load(split)
-            n = len(next(iter(data.values())))
-            for i in range(min(12 // len(subsets) or 1, n)):
-                images.append(module.draw({k: v[i] for k, v in data.items()}))
+            data = staged.dataset(split)   # an indexed split decodes only what is drawn
+            for i in range(min(12 // len(subsets) or 1, len(data))):
+                images.append(module.draw(data[i]))
                 titles.append(f"{sub.name}/{split} #{i}")
         kind = "synthetic" if params.synthetic else "real"
         path = out_dir / f"dataset-{name}.png"
