@@ -5,7 +5,8 @@ section 3.1, Tables 1-6: mIoU and pixel accuracy on the validation set).
 
 Official on-disk layout (see LAYOUT), read the same way for the real release and for the
 synthetic writer of `datasets.ade20k_synth`; the stager resizes images (bilinear) and
-annotations (nearest) to the profile size and writes train/val shards.
+annotations (nearest) to the profile size and writes train/val shards, keeping each val
+annotation at its original size too (`label_full`: the benchmark scores there).
 """
 
 from __future__ import annotations
@@ -143,17 +144,21 @@ def _samples(base: Path, listing: dict, size):
     for split, items in listing.items():
         for stem, image_path, ann_path in items:
             image, label = read_sample(image_path, ann_path)
-            yield SUBSETS[0], SPLITS[split], f"{split}/{stem}", {
+            sample = {
                 "image": chw(resize_image(image, size)),
                 "label": torch.from_numpy(np.ascontiguousarray(resize_nearest(label, size))),
             }
+            if SPLITS[split] == "val":   # scored at the annotation's own resolution
+                sample["label_full"] = torch.from_numpy(np.ascontiguousarray(label))
+            yield SUBSETS[0], SPLITS[split], f"{split}/{stem}", sample
 
 
 def stage(root: str | Path, out: str | Path, cfg: dict) -> dict:
     """Stage train/val of the ADE20K layout at `root` into out/sceneparsing/.
 
     Fields per sample: image uint8 [3, H, W], label uint8 [H, W] (0 = other, 1..150),
-    H, W = cfg["size"]. Streams shards of cfg["shard_size"]; returns {subset: manifest}.
+    H, W = cfg["size"]; val also label_full, the annotation at its original size (the
+    benchmark scores there). Streams shards of cfg["shard_size"]; returns {subset: manifest}.
     """
     base = locate(root)
     classes = read_object_info(base)
@@ -162,7 +167,8 @@ def stage(root: str | Path, out: str | Path, cfg: dict) -> dict:
         **_common.manifest_header(NAME, root, cfg), "subset": SUBSETS[0],
         "size": list(cfg["size"]), "num_classes": NUM_CLASSES,
         "ignore_index": 0, "classes": {str(k): v for k, v in sorted(classes.items())},
-        "fields": {"image": "uint8 [3,H,W]", "label": "uint8 [H,W], 0 = other (ignored)"},
+        "fields": {"image": "uint8 [3,H,W]", "label": "uint8 [H,W], 0 = other (ignored)",
+                   "label_full": "val only: uint8 annotation at its original size"},
     }
     rows = _samples(base, listing, cfg["size"])
     return _common.stage_subsets(Path(out), {SUBSETS[0]: meta}, rows,

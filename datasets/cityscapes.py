@@ -193,11 +193,15 @@ def _samples(listing: dict, size):
             f = read_frame(frame)
             label = train_ids(resize_nearest(f["label_ids"], size))
             instance = resize_nearest(f["instance_ids"], size)
-            yield SUBSETS[0], split, f"{split}/{frame['city']}/{frame['name']}", {
+            sample = {
                 "image": chw(resize_image(f["image"], size)),
                 "label": torch.from_numpy(label),
                 "instance": torch.from_numpy(np.ascontiguousarray(instance)),
             }
+            if split != "train" and instance.shape != f["instance_ids"].shape:
+                # resized: keep the val ground truth at its own resolution for scoring
+                sample["instance_full"] = torch.from_numpy(f["instance_ids"])
+            yield SUBSETS[0], split, f"{split}/{frame['city']}/{frame['name']}", sample
 
 
 def stage(root: str | Path, out: str | Path, cfg: dict) -> dict:
@@ -205,7 +209,9 @@ def stage(root: str | Path, out: str | Path, cfg: dict) -> dict:
 
     Fields per sample: image uint8 [3, H, W]; label uint8 [H, W] trainIds (0..18, 255 =
     ignore); instance int32 [H, W] (labelId*1000+k for instance classes, labelId
-    otherwise, for iIoU); H, W = cfg["size"]. Streams shards; returns {subset: manifest}.
+    otherwise, for iIoU); H, W = cfg["size"]; where that resizes, val also instance_full,
+    the instance map at its original size (scores are taken there). Streams shards;
+    returns {subset: manifest}.
     """
     splits = list(cfg.get("splits", ["train", "val"]))
     listing = {s: frames(root, s) for s in splits}
@@ -217,7 +223,8 @@ def stage(root: str | Path, out: str | Path, cfg: dict) -> dict:
         "train_to_id": TRAIN_TO_ID[:NUM_CLASSES].tolist(),
         "fields": {"image": "uint8 [3,H,W]", "label": "uint8 [H,W] trainIds, 255 = ignore",
                    "instance": "int32 [H,W] labelId*1000+k (instance classes), else labelId "
-                               "(so it also holds the ground-truth labelIds)"},
+                               "(so it also holds the ground-truth labelIds)",
+                   "instance_full": "val, when resized: instance at the original size"},
     }
     rows = _samples(listing, cfg["size"])
     return _common.stage_subsets(Path(out), {SUBSETS[0]: meta}, rows,
