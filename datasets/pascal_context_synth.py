@@ -5,10 +5,10 @@ JPEGImages/<id>.jpg and ImageSets/Main/{train,val}.txt (VOC-style ids 2008_00000
 trainval/<id>.mat (MATLAB v5, uint16 `LabelMap` of the image's size), labels.txt and
 59_labels.txt.
 
-`labels.txt` here lists the classes the scenes use (the 59 benchmark classes they draw,
-spelled as in the 459-class list, plus classes outside the 59, e.g. 'pole' and 'traffic
-light', which the benchmark maps to background) under ids of this writer's own (not the
-release's numbering: the reader matches names, never ids); `59_labels.txt` is the
+`labels.txt` here lists the 59 benchmark classes plus the classes outside the 59 that
+the scenes draw ('pole', 'traffic light', which the benchmark maps to background) under
+ids of this writer's own (not the release's 459-class numbering: the reader matches
+names, never ids); `59_labels.txt` is the
 benchmark's full list of 59 names in its order. Some label-map pixels are left 0
 (unlabelled), as the release's are.
 
@@ -50,8 +50,9 @@ ROLE_NAMES = {
     "ceiling": "ceiling", "wall": "wall", "floor": "floor", "window": "window",
     "sofa": "sofa", "bed": "bed", "table": "table", "tvmonitor": "tvmonitor",
 }
-LABELS = {i + 1: name for i, name in enumerate(sorted(set(ROLE_NAMES.values())))}
-"""This writer's labels.txt: id -> name (ids of its own; names as in the release)."""
+LABELS = {i + 1: name for i, name in enumerate(sorted(set(NAMES_59) | set(ROLE_NAMES.values())))}
+"""This writer's labels.txt: id -> name (the 59 and the extra classes the scenes draw; ids
+of its own, names as in the release)."""
 _ID = {name: i for i, name in LABELS.items()}
 SPLIT_SEEDS = {"train": 0, "val": 1}
 

@@ -70,7 +70,8 @@ class Task:
         resized them (`label_full`, `instance_full` for Cityscapes), else the staged ones;
         a stacked tensor (N, H, W) or a list of (H_i, W_i) maps."""
         name = "instance" if self.dataset == "cityscapes" else "label"
-        return split.get(f"{name}_full", split[name])
+        full = f"{name}_full"
+        return split[full] if full in split else split[name]
 
     def predict(self, logits: torch.Tensor, split: dict, batch: int = 8):
         """Feature-resolution logits (N, C, h, w) -> class indices at the size of each
@@ -111,7 +112,7 @@ class Task:
     @property
     def main_metric(self) -> str:
         """The metric of Tables 1, 4 and 5 for this dataset."""
-        return "miou" if self.dataset == "ade20k" else "iou_class"
+        return "iou_class" if self.dataset == "cityscapes" else "miou"
 
 
 def upsample(logits: torch.Tensor, size) -> torch.Tensor:
