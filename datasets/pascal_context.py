@@ -119,7 +119,8 @@ def read_label_map(path: str | Path, lut: np.ndarray, shape: tuple[int, int]) ->
         raise DataError(path, "missing", expected)
     try:
         mat = scipy.io.loadmat(path)
-    except (ValueError, OSError, TypeError, NotImplementedError) as exc:
+    except (scipy.io.matlab.MatReadError, ValueError, OSError, TypeError,
+            NotImplementedError) as exc:
         raise DataError(path, f"not a readable MATLAB file ({exc.__class__.__name__})",
                         expected) from None
     label = mat.get("LabelMap")
