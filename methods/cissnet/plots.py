@@ -141,7 +141,7 @@ def context_figure(params, results: Path, runs: Path = Path("runs"), images: int
                 ax.errorbar(steps, curve.mean(0), yerr=curve.std(0, ddof=1) if len(curve) > 1
                             else None, fmt=style, ms=3,
                             capsize=2, label=f"{name} (n={len(curve)})")
-        ax.set_xlabel("iteration step t (step 0 = Baseline)")
+        ax.set_xlabel("iteration step t (step 0: the retrained Base Net, no context)")
         ax.set_ylabel(f"{p['task'].main_metric} (%)")
         ax.set_title(f"{p['task'].dataset}: val {p['task'].main_metric} vs step", fontsize=8)
         ax.grid(alpha=0.3)
