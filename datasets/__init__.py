@@ -1,4 +1,4 @@
-"""The six datasets, one module each (DESIGN.md, "A dataset module").
+"""The seven datasets, one module each (DESIGN.md, "A dataset module").
 
 Every module defines:
 
@@ -14,7 +14,7 @@ Every module defines:
 
 Shared code: `_common` (file reading, shards, manifests: stage_subset / stage_subsets),
 `_images` (resizing, letterboxing, label maps, drawing), `_scenes` (the synthetic street
-and scene layouts of ADE20K and Cityscapes). No dataset module imports another one.
+and scene layouts of ADE20K, Cityscapes and PASCAL-Context). No dataset module imports another one.
 
 `cfg` is the dataset's params.yaml entry for the active profile (a plain dict).
 A reader given a wrong root, a missing file, a damaged image or malformed annotations
@@ -27,7 +27,7 @@ import importlib
 
 from rlcv.errors import unknown_name
 
-NAMES = ("coco", "mpii", "cvppp", "kitti", "ade20k", "cityscapes")
+NAMES = ("coco", "mpii", "cvppp", "kitti", "ade20k", "cityscapes", "pascal_context")
 
 
 def get(name: str):

@@ -5,7 +5,8 @@ section 3.1, Tables 1-6: mIoU and pixel accuracy on the validation set).
 
 Official on-disk layout (see LAYOUT), read the same way for the real release and for the
 synthetic writer of `datasets.ade20k_synth`; the stager resizes images (bilinear) and
-annotations (nearest) to the profile size and writes train/val shards.
+annotations (nearest) to the profile size and writes train/val shards, keeping each val
+annotation at its original size too (`label_full`: the benchmark scores there).
 """
 
 from __future__ import annotations
@@ -145,17 +146,22 @@ def _records(base: Path, listing: dict):
         for stem, image_path, ann_path in items:
             yield SUBSETS[0], SPLITS[split], f"{split}/{stem}", {
                 "image": image_path.relative_to(base).as_posix(),
-                "annotation": ann_path.relative_to(base).as_posix()}
+                "annotation": ann_path.relative_to(base).as_posix(),
+                "full": SPLITS[split] == "val"}   # scored at the annotation's own size
 
 
 def load_sample(record: dict, source: str | Path, manifest: dict) -> dict:
     """Decode one staged sample from its record (`datasets._index`): image and label map
-    resized to the manifest's size (bilinear, nearest)."""
+    resized to the manifest's size (bilinear, nearest); a val record (`full`) also keeps
+    label_full, the annotation at its original size (the benchmark scores there)."""
     base, size = locate(source), manifest["size"]
     image, label = read_sample(_common.under(base, record["image"], LAYOUT),
                                _common.under(base, record["annotation"], LAYOUT))
-    return {"image": chw(resize_image(image, size)),
-            "label": torch.from_numpy(np.ascontiguousarray(resize_nearest(label, size)))}
+    sample = {"image": chw(resize_image(image, size)),
+              "label": torch.from_numpy(np.ascontiguousarray(resize_nearest(label, size)))}
+    if record.get("full"):
+        sample["label_full"] = torch.from_numpy(np.ascontiguousarray(label))
+    return sample
 
 
 def stage(root: str | Path, out: str | Path, cfg: dict) -> dict:
@@ -163,7 +169,8 @@ def stage(root: str | Path, out: str | Path, cfg: dict) -> dict:
     present: a root with only validation/ stages val).
 
     Fields per sample: image uint8 [3, H, W], label uint8 [H, W] (0 = other, 1..150),
-    H, W = cfg["size"]. Streams shards of cfg["shard_size"]; returns {subset: manifest}.
+    H, W = cfg["size"]; val also label_full, the annotation at its original size (the
+    benchmark scores there). Streams shards of cfg["shard_size"]; returns {subset: manifest}.
     """
     base = locate(root)
     classes = read_object_info(base)
@@ -174,7 +181,8 @@ def stage(root: str | Path, out: str | Path, cfg: dict) -> dict:
         **_common.manifest_header(NAME, root, cfg), "subset": SUBSETS[0],
         "size": list(cfg["size"]), "num_classes": NUM_CLASSES,
         "ignore_index": 0, "classes": {str(k): v for k, v in sorted(classes.items())},
-        "fields": {"image": "uint8 [3,H,W]", "label": "uint8 [H,W], 0 = other (ignored)"},
+        "fields": {"image": "uint8 [3,H,W]", "label": "uint8 [H,W], 0 = other (ignored)",
+                   "label_full": "val only: uint8 annotation at its original size"},
     }
     return _common.stage_subsets(Path(out), {SUBSETS[0]: meta}, _records(base, listing),
                                  int(cfg.get("shard_size", 256)), cache=cfg.get("cache", True),

@@ -195,18 +195,23 @@ def _records(root: Path, listing: dict):
     for split, items in listing.items():
         for frame in items:
             yield SUBSETS[0], split, f"{split}/{frame['city']}/{frame['name']}", {
-                k: Path(frame[k]).relative_to(root).as_posix() for k in _TARGETS}
+                **{k: Path(frame[k]).relative_to(root).as_posix() for k in _TARGETS},
+                "full": split != "train"}   # val/test are scored at their own resolution
 
 
 def load_sample(record: dict, source: str | Path, manifest: dict) -> dict:
     """Decode one staged sample from its record (`datasets._index`): image, trainIds and
-    instance ids resized to the manifest's size (bilinear, nearest, nearest)."""
+    instance ids resized to the manifest's size (bilinear, nearest, nearest); a val/test
+    record (`full`) that was resized also keeps instance_full at the original size."""
     size = manifest["size"]
     f = read_frame({k: _common.under(Path(source), record[k], LAYOUT) for k in _TARGETS})
     label = train_ids(resize_nearest(f["label_ids"], size))
     instance = resize_nearest(f["instance_ids"], size)
-    return {"image": chw(resize_image(f["image"], size)), "label": torch.from_numpy(label),
-            "instance": torch.from_numpy(np.ascontiguousarray(instance))}
+    sample = {"image": chw(resize_image(f["image"], size)), "label": torch.from_numpy(label),
+              "instance": torch.from_numpy(np.ascontiguousarray(instance))}
+    if record.get("full") and instance.shape != f["instance_ids"].shape:
+        sample["instance_full"] = torch.from_numpy(f["instance_ids"])
+    return sample
 
 
 def stage(root: str | Path, out: str | Path, cfg: dict) -> dict:
@@ -214,7 +219,9 @@ def stage(root: str | Path, out: str | Path, cfg: dict) -> dict:
 
     Fields per sample: image uint8 [3, H, W]; label uint8 [H, W] trainIds (0..18, 255 =
     ignore); instance int32 [H, W] (labelId*1000+k for instance classes, labelId
-    otherwise, for iIoU); H, W = cfg["size"]. Streams shards; returns {subset: manifest}.
+    otherwise, for iIoU); H, W = cfg["size"]; where that resizes, val also instance_full,
+    the instance map at its original size (scores are taken there). Streams shards;
+    returns {subset: manifest}.
     """
     splits = _common.present_splits(
         {s: (Path(root) / "leftImg8bit" / s).is_dir() for s in cfg.get("splits", ["train", "val"])},
@@ -228,7 +235,8 @@ def stage(root: str | Path, out: str | Path, cfg: dict) -> dict:
         "train_to_id": TRAIN_TO_ID[:NUM_CLASSES].tolist(),
         "fields": {"image": "uint8 [3,H,W]", "label": "uint8 [H,W] trainIds, 255 = ignore",
                    "instance": "int32 [H,W] labelId*1000+k (instance classes), else labelId "
-                               "(so it also holds the ground-truth labelIds)"},
+                               "(so it also holds the ground-truth labelIds)",
+                   "instance_full": "val, when resized: instance at the original size"},
     }
     return _common.stage_subsets(Path(out), {SUBSETS[0]: meta}, _records(Path(root), listing),
                                  int(cfg.get("shard_size", 256)), cache=cfg.get("cache", True),

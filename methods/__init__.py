@@ -30,6 +30,23 @@ _CISS_CODE = ("methods/cissnet/data.py", "methods/cissnet/rl.py", "methods/cissn
 """What the CiSS-Net rows (issue 6) depend on beyond their module."""
 
 
+def _ciss(name: str, tables: dict, data: str, kind: str, *requires: str) -> Row:
+    """A CiSS-Net row (issues 6, 20) of `kind` baseline / ciss / controls; rows differ in
+    data, tables and params.yaml."""
+    mod = "methods.cissnet.controls" if kind == "controls" else "methods.cissnet.rows"
+    config = {"baseline": "BaselineConfig", "ciss": "CissConfig",
+              "controls": "ControlsConfig"}[kind]
+    code = _CISS_CODE + (("methods/cissnet/rows.py",) if kind == "controls" else ())
+    return Row(name=name, tables=tables, data=data, config=f"{mod}:{config}",
+               train=f"{mod}:train_{kind}", evaluate=f"{mod}:evaluate_{kind}",
+               requires=requires, code=code)
+
+
+_CISS_CONTROLS = {"ciss-net-table1": "Baseline+Bias Net (empty context)",
+                  "ciss-net-table4": "Baseline+Bias Net (empty context)"}
+"""The controls rows report under both labels (metric@label) in Tables 1 and 4."""
+
+
 _POSE_CODE = ("methods/eurl/pose_data.py", "methods/eurl/deepmask.py", "rlcv/models/hourglass.py",
               "rlcv/models/pose_nms.py", "rlcv/models/detector.py", "rlcv/models/crops.py",
               "rlcv/models/segnet.py")
@@ -257,6 +274,20 @@ METHODS: dict[str, Row] = {
         train="methods.cissnet.rows:train_ablations",
         evaluate="methods.cissnet.rows:evaluate_ablations",
         requires=("ciss-baseline-cityscapes",), code=_CISS_CODE),
+    # issue 20: capacity / same-steps controls of Tables 1 and 4, and Table 7's rows
+    "ciss-controls-ade20k": _ciss("ciss-controls-ade20k", _CISS_CONTROLS,
+                                  "ade20k/sceneparsing", "controls", "ciss-baseline-ade20k",
+                                  "ciss-net-ade20k"),
+    "ciss-controls-cityscapes": _ciss("ciss-controls-cityscapes", _CISS_CONTROLS,
+                                      "cityscapes/fine", "controls",
+                                      "ciss-baseline-cityscapes", "ciss-net-cityscapes"),
+    "ciss-baseline-pascal-context": _ciss("ciss-baseline-pascal-context",
+                                          {"ciss-net-table7": "Baseline (ours)"},
+                                          "pascal_context/context59", "baseline"),
+    "ciss-net-pascal-context": _ciss("ciss-net-pascal-context",
+                                     {"ciss-net-table7": "CiSS-Net (Ours)"},
+                                     "pascal_context/context59", "ciss",
+                                     "ciss-baseline-pascal-context"),
     # EU-RL on MPII pose (issue 9): pose nets, the RMPE pipeline, the agent and ablations
     "eurl-pose-boxes": Row(
         name="eurl-pose-boxes", tables={"eu-rl-fig4": "Loose bbox model"}, data="mpii/multi",

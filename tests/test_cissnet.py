@@ -251,7 +251,7 @@ def test_bad_settings_fail_with_one_clear_line():
     from rlcv import params as P
     from rlcv.errors import ParamsError
 
-    with pytest.raises(ParamsError, match="context: expected 'learned' or 'pmap'"):
+    with pytest.raises(ParamsError, match="context: expected one of learned, pmap, empty"):
         P.build_config(C.CissConfig, {"context": "gate"}, "methods.ciss-net-ade20k")
     with pytest.raises(ParamsError, match="window: expected an odd"):
         C.AblationConfig(window=4)

@@ -75,6 +75,8 @@ def test_stage_genuine_images(realdata, tmp_path):
     val = _common.load_split(tmp_path / "staged" / "sceneparsing", "val")
     assert val["image"].shape == (2, 3, 48, 64) and val["label"].shape == (2, 48, 64)
     assert set(np.unique(val["label"].numpy())) <= {0, 1, 2, 3, 5, 7, 10, 14, 18}
+    # and at the annotations' own sizes, where the benchmark scores
+    assert [tuple(lab.shape) for lab in val["label_full"]][0] == (512, 683)
 
 
 # ---------------------------------------------------------------- synthetic writer
@@ -146,6 +148,11 @@ def test_stage_splits_manifest_and_single_reads(synth_root, tmp_path, monkeypatc
         assert data["image"].shape == (n, 3, h, w) and str(data["image"].dtype) == "torch.uint8"
         assert data["label"].shape == (n, h, w) and str(data["label"].dtype) == "torch.uint8"
         assert int(data["label"].max()) <= 150
+        assert ("label_full" in data) == (split == "val")
+    raw = np.array(Image.open(synth_root / "ADEChallengeData2016" / "annotations" / "validation"
+                              / "ADE_val_00000001.png"))
+    full = data["label_full"]
+    assert np.array_equal(np.asarray(full[0]), raw) and raw.shape != (h, w)
 
 
 def test_draw_blends_labels(synth_root, tmp_path):

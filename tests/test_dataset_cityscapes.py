@@ -162,6 +162,13 @@ def test_stage_splits_manifest_and_fields(synth_root, tmp_path, monkeypatch):
         assert (label == 255).any()  # the ego vehicle is void
         ids = np.where(inst >= 1000, inst // 1000, inst)
         np.testing.assert_array_equal(cityscapes.ID_TO_TRAIN[ids], label)
+        # val keeps the instance map at its original size (scores are taken there)
+        assert ("instance_full" in data) == (split == "val")
+    full = data["instance_full"]
+    assert tuple(full.shape[1:]) == tuple(CFG["synth_size"]) != (h, w)
+    first_val = next(i["file"] for i in manifest["images"] if i["split"] == "val")
+    raw = np.array(Image.open(synth_root / "gtFine" / f"{first_val}_gtFine_instanceIds.png"))
+    np.testing.assert_array_equal(full[0].numpy(), raw)
     out = cityscapes.draw({k: v[0] for k, v in data.items()})
     assert out.shape == (h, w, 3) and out.dtype == np.uint8
 

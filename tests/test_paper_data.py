@@ -26,7 +26,7 @@ PAPERS = REPO.parent / "shared" / "papers"
 
 HEADER = ["paper", "table", "row", "dataset", "metric", "value"]
 PAPER_IDS = {"eu-rl", "acis", "pg-detector", "ciss-net", "active-loc"}
-DATASETS = {"coco", "mpii", "cvppp", "kitti", "ade20k", "cityscapes", "voc"}
+DATASETS = {"coco", "mpii", "cvppp", "kitti", "ade20k", "cityscapes", "voc", "pascal_context"}
 PAPER_FILES = {
     "eu-rl": "eu-rl_environment-upgrade-rl_xie2018.md",
     "acis": "acis_actor-critic-instance-segmentation_araslanov2019.md",

@@ -1,11 +1,17 @@
-"""CiSS-Net's two datasets seen the same way (Zhou et al., CVPR 2019, Section 3.1).
+"""CiSS-Net's three datasets seen the same way (Zhou et al., CVPR 2019, Section 3.1).
 
 `Task.of(manifest)` maps the staged labels of ADE20K (`ade20k/sceneparsing`: official
-ids 1..150, 0 = other, ignored) and Cityscapes (`cityscapes/fine`: trainIds 0..18, 255 =
-ignore) to contiguous class indices for the networks, and `Task.score` maps predicted
-indices back and scores them with `rlcv.metrics` only: ADE20K mIoU and pixel accuracy
-(dataset-level confusion matrix, the scene-parsing devkit), Cityscapes IoU class / iIoU
-class / IoU category (cityscapesscripts, on labelIds).
+ids 1..150, 0 = other, ignored), PASCAL-Context (`pascal_context/context59`: 0 =
+background, 1..59, all 60 scored) and Cityscapes (`cityscapes/fine`: trainIds 0..18,
+255 = ignore) to contiguous class indices for the networks, and `Task.score` maps
+predicted indices back and scores them with `rlcv.metrics` only: ADE20K / PASCAL-Context
+mIoU and pixel accuracy (dataset-level confusion matrix, the scene-parsing devkit),
+Cityscapes IoU class / iIoU class / IoU category (cityscapesscripts, on labelIds).
+
+Scores are taken at the ground truth's resolution, as the benchmarks do: `Task.predict`
+upsamples the feature-resolution logits (bilinear) to each val annotation's original size
+(the staged `label_full` / `instance_full` fields, present when staging resized them) and
+takes the argmax there.
 """
 
 from __future__ import annotations
@@ -44,30 +50,59 @@ class Task:
             lut[torch.tensor(ids)] = torch.arange(len(ids))
             lut[int(manifest.get("ignore_index", 0))] = IGNORE
             return cls(name, len(ids), lut, torch.tensor(ids))
+        if name == "pascal_context":
+            n = int(manifest["num_classes"])      # 60: background 0 and the 59 classes
+            lut[:n] = torch.arange(n)
+            return cls(name, n, lut, torch.arange(n))
         if name == "cityscapes":
             n = int(manifest["num_classes"])
             lut[:n] = torch.arange(n)
             return cls(name, n, lut, torch.tensor(manifest["train_to_id"][:n]))
         raise DataError(manifest.get("source", "manifest"),
-                        f"CiSS-Net runs on ade20k or cityscapes, not {name!r}")
+                        f"CiSS-Net runs on ade20k, pascal_context or cityscapes, not {name!r}")
 
     def targets(self, label: torch.Tensor) -> torch.Tensor:
         """Stored labels (N, H, W) -> class indices (long), IGNORE where excluded."""
         return self.lut.to(label.device)[label.long()]
 
-    def score(self, pred: torch.Tensor, split: dict, main_only: bool = False) -> dict[str, float]:
-        """Scores of predicted class indices (N, H, W) against `split` (staged fields);
-        `main_only`: just `main_metric` (Cityscapes then skips the instance statistics)."""
-        out = self.to_output.to(pred.device)[pred.long()]
-        if self.dataset == "ade20k":
-            conf = confusion_matrix(out, split["label"].long(), 151, ignore_index=0)
-            scores = {"miou": float(miou(conf, ignore_index=0)),
+    def scored_gt(self, split: dict):
+        """The ground truth scored: the original-resolution annotations when staging
+        resized them (`label_full`, `instance_full` for Cityscapes), else the staged ones;
+        a stacked tensor (N, H, W) or a list of (H_i, W_i) maps."""
+        name = "instance" if self.dataset == "cityscapes" else "label"
+        full = f"{name}_full"
+        return split[full] if full in split else split[name]
+
+    def predict(self, logits: torch.Tensor, split: dict, batch: int = 8):
+        """Feature-resolution logits (N, C, h, w) -> class indices at the size of each
+        scored ground-truth map (bilinear logits, then argmax): a tensor, or a list when
+        the annotations' sizes differ."""
+        gt = self.scored_gt(split)
+        if isinstance(gt, torch.Tensor):
+            return torch.cat([upsample(logits[i:i + batch], gt.shape[-2:])
+                              for i in range(0, logits.shape[0], batch)])
+        return [upsample(logits[i:i + 1], g.shape[-2:])[0] for i, g in enumerate(gt)]
+
+    def score(self, pred, split: dict, main_only: bool = False) -> dict[str, float]:
+        """Scores of predicted class indices (`predict`: at the scored ground truth's size)
+        against `split` (staged fields); `main_only`: just `main_metric` (Cityscapes then
+        skips the instance statistics)."""
+        gt = self.scored_gt(split)
+        if len(pred) != len(gt):
+            raise ValueError(f"{len(pred)} predictions for {len(gt)} ground-truth maps")
+        lut = self.to_output.to(gt[0].device)
+        if self.dataset in ("ade20k", "pascal_context"):
+            n, ignore = (151, 0) if self.dataset == "ade20k" else (self.num_classes, None)
+            conf = sum(confusion_matrix(lut[p.long()], g.long(), n, ignore_index=ignore)
+                       for p, g in zip(pred, gt, strict=True))
+            scores = {"miou": float(miou(conf, ignore_index=ignore)),
                       "pixel_acc": float(pixel_accuracy(conf))}
             return {"miou": scores["miou"]} if main_only else scores
-        inst = split["instance"].long()
-        gt = torch.where(inst >= 1000, inst // 1000, inst)
         acc = CityscapesAccumulator()
-        acc.update(out, gt, None if main_only else inst)
+        for p, g in zip(pred, gt, strict=True):
+            inst = g.long()
+            acc.update(lut[p.long()], torch.where(inst >= 1000, inst // 1000, inst),
+                       None if main_only else inst)
         s = acc.compute()
         if main_only:
             return {"iou_class": s["mean_class_iou"]}
@@ -77,7 +112,16 @@ class Task:
     @property
     def main_metric(self) -> str:
         """The metric of Tables 1, 4 and 5 for this dataset."""
-        return "miou" if self.dataset == "ade20k" else "iou_class"
+        return "iou_class" if self.dataset == "cityscapes" else "miou"
+
+
+def upsample(logits: torch.Tensor, size) -> torch.Tensor:
+    """Logits (N, C, h, w) -> class indices (N, *size): bilinear upsampling, then argmax."""
+    # channels-last: each pixel's class scores lie together for the upsampling and argmax
+    up = torch.nn.functional.interpolate(logits.contiguous(memory_format=torch.channels_last),
+                                         size=tuple(size), mode="bilinear",
+                                         align_corners=False)
+    return up.permute(0, 2, 3, 1).argmax(-1)
 
 
 def to_input(images: torch.Tensor) -> torch.Tensor:

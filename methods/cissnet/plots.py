@@ -28,10 +28,10 @@ CURVE_STEPS = 6
 
 def _palette(task: Task) -> np.ndarray:
     """Class index -> RGB (the dataset's official colours); index -1 (ignored) black."""
-    if task.dataset == "ade20k":
-        from datasets.ade20k import PALETTE as colours
-    else:
-        from datasets.cityscapes import COLORS as colours
+    import datasets
+
+    module = datasets.get(task.dataset)
+    colours = module.COLORS if task.dataset == "cityscapes" else module.PALETTE
     return np.concatenate([colours[task.to_output.numpy()], np.zeros((1, 3), np.uint8)])
 
 
@@ -68,7 +68,7 @@ def _curves(task, row: str, seeds, val, runs: Path, variant_context: str | None)
                 continue
         domain, snet, cnet, cfg = C.load_models(state, variant)
         preds = C.chain_predictions(snet, cnet, cfg, features(domain, val["image"]),
-                                    CURVE_STEPS, val["label"].shape[-2:])
+                                    CURVE_STEPS, task, val)
         out.append([task.score(p, val, main_only=True)[task.main_metric] for p in preds])
     return np.array(out) * 100
 
@@ -141,7 +141,7 @@ def context_figure(params, results: Path, runs: Path = Path("runs"), images: int
                 ax.errorbar(steps, curve.mean(0), yerr=curve.std(0, ddof=1) if len(curve) > 1
                             else None, fmt=style, ms=3,
                             capsize=2, label=f"{name} (n={len(curve)})")
-        ax.set_xlabel("iteration step t (step 0 = Baseline)")
+        ax.set_xlabel("iteration step t (step 0: the retrained Base Net, no context)")
         ax.set_ylabel(f"{p['task'].main_metric} (%)")
         ax.set_title(f"{p['task'].dataset}: val {p['task'].main_metric} vs step", fontsize=8)
         ax.grid(alpha=0.3)

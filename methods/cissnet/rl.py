@@ -97,14 +97,17 @@ def rollout(snet: SegmentNet, cnet: ContextNet | None, x: torch.Tensor, steps: i
 
     Returns the logits of Y^0..Y^steps (feature resolution) and the context maps
     K^0..K^{steps-1}; B^t is drawn from the C-Net's policy by `mode` ('sample' with `g`,
-    or 'greedy'). `cnet=None` (or mode 'adopt') feeds the complete p-map as context.
+    or 'greedy'). `cnet=None` (or mode 'adopt') feeds the complete p-map as context, mode
+    'empty' an all-'uncertain' map (B = 0: the capacity control).
     """
     with torch.no_grad():
         logits = [snet(x)]
         contexts = []
         for _ in range(steps):
             y = logits[-1].argmax(1)
-            if cnet is None or mode == "adopt":
+            if mode == "empty":
+                b = torch.zeros_like(y)
+            elif cnet is None or mode == "adopt":
                 b = torch.ones_like(y)
             else:
                 b = choose(cnet(x, y)[0], mode, g)
@@ -130,11 +133,13 @@ def train_step(snet: SegmentNet, cnet: ContextNet | None, x: torch.Tensor,
     Loss_s are computed there.
 
     With a C-Net: Loss_p + Loss_v + lambda1 Loss_s + lambda2 Loss_e, the S-Net and C-Net
-    updated together. Without one ('Baseline+p-map' / 'w/o RL'): lambda1 Loss_s with the
-    complete p-map as context at every step.
+    updated together. Without one: lambda1 Loss_s with the complete p-map as context at
+    every step ('Baseline+p-map' / 'w/o RL'), or with an all-'uncertain' map when
+    `cfg.context` is 'empty' (the capacity control: the Bias Net sees X_I only).
     """
+    empty = getattr(cfg, "context", "learned") == "empty"
     with torch.no_grad():
-        y = snet(x).argmax(1)        # Y^0 from the (frozen) Base Net alone
+        y = snet(x).argmax(1)        # Y^0 from the Base Net alone
     seg, pols, acts, vals, rews = [], [], [], [], []
     for _ in range(cfg.rollout):
         if cnet is not None:
@@ -144,7 +149,7 @@ def train_step(snet: SegmentNet, cnet: ContextNet | None, x: torch.Tensor,
             vals.append(v)
             acts.append(a)
         else:
-            a = torch.ones_like(y)
+            a = torch.zeros_like(y) if empty else torch.ones_like(y)
         k = context_map(y, a)
         logits = snet(x, k)
         seg.append(segmentation_loss(logits, target))

@@ -1,7 +1,7 @@
 """CiSS-Net: context-reinforced semantic segmentation (Zhou et al., CVPR 2019), the rows of
-Tables 1-6 and 8 on ADE20K and Cityscapes.
+Tables 1-8 on ADE20K, PASCAL-Context and Cityscapes.
 
-- **Baseline** (Table 4; beside Tables 6 and 8): a small CNN (domain features X_I,
+- **Baseline** (Table 4; beside Tables 6-8): a small CNN (domain features X_I,
   `rlcv.models.cissnet.DomainNet`) and the Base Net, trained with cross-entropy; its
   domain network is then frozen and shared by every other row (Section 2.2 uses a
   pre-trained network for X_I).
@@ -17,10 +17,13 @@ Tables 1-6 and 8 on ADE20K and Cityscapes.
   reported under its table labels (`"miou@λ2=0.01"`); one process trains them all, as
   each row costs a few seconds of start-up.
 
-The Base Net stays the baseline's (frozen, `train_base: false`), so Step 0 equals Baseline,
-as in the paper's ADE20K column. At evaluation B^t is sampled from the policy map as in
-Eq. 2 (`inference: sample`, one fixed generator, so scores repeat exactly). Scores come
-from `rlcv.metrics` through `methods.cissnet_data.Task.score`. `figures` draws
+Every context row starts its Base Net from the baseline's and trains it with the Bias Net
+and C-Net (`train_base: true`, at its own learning rate `base_lr`, as Section 3.2 trains
+Base Net, Bias Net and C-Net at two rates), so Step 0 is the retrained Base Net, not the
+Baseline row. The capacity controls of Tables 1 and 4 are in `methods.cissnet.controls`.
+At evaluation B^t is sampled from the policy map as in Eq. 2 (`inference: sample`, one
+fixed generator, so scores repeat exactly). Scores come from `rlcv.metrics` through
+`methods.cissnet.data.Task`, at the ground truth's resolution. `figures` draws
 `results/plots/ciss-net-context.png`.
 """
 
@@ -35,6 +38,9 @@ from methods.cissnet.rl import rollout, segmentation_loss, train_step
 from rlcv import dist, engine
 from rlcv.errors import ParamsError
 from rlcv.models.cissnet import BaseNet, ContextNet, DomainNet, SegmentNet
+
+CONTEXTS = ("learned", "pmap", "empty")
+"""What a context row feeds the Bias Net: the C-Net's choice, the complete p-map, nothing."""
 
 
 @dataclass
@@ -62,13 +68,16 @@ class CissConfig:
     """Settings of a CiSS-Net row (and of the complete-p-map row, `context: pmap`)."""
 
     context: str = "learned"
-    """'learned': context chosen by the C-Net, trained by RL; 'pmap': the complete p-map."""
+    """'learned': context chosen by the C-Net, trained by RL; 'pmap': the complete p-map;
+    'empty': an all-'uncertain' context map (the capacity control: Bias Net, no context)."""
     steps: int = 200
     """Optimisation steps (one rollout of `rollout` iterations on a batch each)."""
     batch_size: int = 8
     """Images per step."""
     lr: float = 2e-3
     """Adam learning rate of the Bias Net, the encoders and the C-Net."""
+    base_lr: float = 2e-3
+    """Adam learning rate of the Base Net when `train_base` (Section 3.2: its own rate)."""
     width: int = 32
     """Channels of the C-Net and Bias Net trunks (four 3x3 layers each)."""
     embed: int = 8
@@ -91,8 +100,8 @@ class CissConfig:
     """Reward β2 for 'uncertain' (Eq. 4)."""
     window: int = 5
     """C_h = C_w: side of the reward window, in feature cells (odd)."""
-    train_base: bool = False
-    """Also train the Base Net (else it stays the baseline's and Step 0 = Baseline)."""
+    train_base: bool = True
+    """Also train the Base Net, as Section 3.2 does (False: it stays the baseline's)."""
     eval_steps: int = 2
     """Iteration t whose p-map is the row's result (t = 2 in the paper, Section 3.5)."""
     inference: str = "sample"
@@ -103,8 +112,9 @@ class CissConfig:
     """Steps between evaluations on val (logged to history.csv); 0 = never."""
 
     def __post_init__(self):
-        if self.context not in ("learned", "pmap"):
-            raise ParamsError(f"context: expected 'learned' or 'pmap', got {self.context!r}")
+        if self.context not in CONTEXTS:
+            raise ParamsError(f"context: expected one of {', '.join(CONTEXTS)}, "
+                              f"got {self.context!r}")
         if self.inference not in ("sample", "greedy"):
             raise ParamsError(f"inference: expected 'sample' or 'greedy', got {self.inference!r}")
         if self.window < 1 or self.window % 2 == 0:
@@ -132,16 +142,16 @@ def _staged(data) -> tuple[Task, dict, dict]:
     return Task.of(data.manifest), data.load("train"), data.load("val")
 
 
-def _predict(logits: torch.Tensor, size) -> torch.Tensor:
-    """Feature-resolution logits -> full-resolution class indices (bilinear logits)."""
-    # channels-last: each pixel's class scores lie together for the upsampling and argmax
-    up = torch.nn.functional.interpolate(logits.contiguous(memory_format=torch.channels_last),
-                                         size=size, mode="bilinear", align_corners=False)
-    return up.permute(0, 2, 3, 1).argmax(-1)
-
-
 def train_baseline(cfg: BaselineConfig, data, run) -> str:
     """Train the domain CNN and Base Net with cross-entropy (the Baseline row)."""
+    task = Task.of(data.manifest)
+    domain, base = fit_baseline(cfg, data, run, "baseline")
+    return engine.save_checkpoint(run, cfg, domain=domain.state_dict(), base=base.state_dict(),
+                                  num_classes=task.num_classes)
+
+
+def fit_baseline(cfg: BaselineConfig, data, run, phase: str):
+    """(domain CNN, Base Net) trained from scratch for `cfg.steps` with cross-entropy."""
     task, train, val = _staged(data)
     domain = DomainNet(cfg.width, cfg.channels, cfg.layers).to(run.device)
     base = BaseNet(cfg.channels, task.num_classes).to(run.device)
@@ -152,7 +162,7 @@ def train_baseline(cfg: BaselineConfig, data, run) -> str:
 
     def step_fn(step: int) -> dict:
         domain.train()
-        g = engine.generator(run.seed, "baseline", step)
+        g = engine.generator(run.seed, phase, step)
         idx = torch.randint(n, (cfg.batch_size,), generator=g)
         images, target = to_input(train["image"][idx]), targets[idx]
         if torch.rand((), generator=g) < 0.5:   # horizontal flip
@@ -165,13 +175,13 @@ def train_baseline(cfg: BaselineConfig, data, run) -> str:
         return {"loss_s": loss.item()}
 
     def eval_fn() -> dict:
-        x = features(domain, val["image"])
-        return task.score(_predict(base(x), targets.shape[-2:]), val, main_only=True)
+        with torch.no_grad():
+            logits = base(features(domain, val["image"]))
+        return task.score(task.predict(logits, val), val, main_only=True)
 
-    engine.fit(run, "baseline", {"domain": domain, "base": base, "opt": opt}, cfg.steps,
+    engine.fit(run, phase, {"domain": domain, "base": base, "opt": opt}, cfg.steps,
                step_fn, eval_fn, cfg.eval_every)
-    return engine.save_checkpoint(run, cfg, domain=domain.state_dict(), base=base.state_dict(),
-                                  num_classes=task.num_classes)
+    return domain, base
 
 
 def _load_baseline(path, device) -> tuple[DomainNet, dict]:
@@ -195,12 +205,15 @@ def _fit_ciss(cfg: CissConfig, run, phase: str, task: Task, base_state: dict,
     snet, cnet = _build(cfg, x.shape[1], task.num_classes, x.device)
     snet.base.load_state_dict(base_state)
     snet.base.requires_grad_(cfg.train_base)
-    params = [p for p in snet.parameters() if p.requires_grad]
+    params = [p for n, p in snet.named_parameters() if not n.startswith("base.")]
     objects = {"snet": snet}
     if cnet is not None:
         params += list(cnet.parameters())
         objects["cnet"] = cnet
-    opt = torch.optim.Adam(params, lr=cfg.lr)
+    groups = [{"params": params, "lr": cfg.lr}]
+    if cfg.train_base:
+        groups.append({"params": list(snet.base.parameters()), "lr": cfg.base_lr})
+    opt = torch.optim.Adam(groups)
     objects["opt"] = opt
     stride = targets.shape[-1] // x.shape[-1]
     targets_feat = feature_targets(targets, stride)
@@ -216,8 +229,7 @@ def _fit_ciss(cfg: CissConfig, run, phase: str, task: Task, base_state: dict,
 
     def eval_fn() -> dict:
         logits, _ = inference_chain(snet, cnet, cfg, x_val, cfg.eval_steps)
-        pred = _predict(logits[-1], targets.shape[-2:])
-        return task.score(pred, val, main_only=True)
+        return task.score(task.predict(logits[-1], val), val, main_only=True)
 
     engine.fit(run, phase, objects, cfg.steps, step_fn, eval_fn, cfg.eval_every)
     return {"snet": snet.state_dict(), **({"cnet": cnet.state_dict()} if cnet else {})}
@@ -225,14 +237,16 @@ def _fit_ciss(cfg: CissConfig, run, phase: str, task: Task, base_state: dict,
 
 def _prepare(data, run):
     task, train, val = _staged(data)
-    (path,) = run.inputs.values()        # the baseline row of the same dataset and seed
+    # the baseline row of the same dataset and seed
+    path = next(p for n, p in run.inputs.items() if n.startswith("ciss-baseline-"))
     domain, base = _load_baseline(path, run.device)
     return (task, base, features(domain, train["image"]), task.targets(train["label"]),
             features(domain, val["image"]), val, domain)
 
 
 def train_ciss(cfg: CissConfig, data, run) -> str:
-    """Train CiSS-Net (context: learned) or the complete-p-map row (context: pmap)."""
+    """Train CiSS-Net (context: learned), the complete-p-map row (pmap) or the capacity
+    control (empty)."""
     task, base, x, targets, x_val, val, domain = _prepare(data, run)
     nets = _fit_ciss(cfg, run, cfg.context, task, base["base"], x, targets, x_val, val)
     return engine.save_checkpoint(run, cfg, domain=domain.state_dict(),
@@ -289,14 +303,18 @@ def load_models(state: dict, variant: dict | None = None, device="cpu"):
 
 def inference_chain(snet, cnet, cfg: CissConfig, x, steps: int):
     """(logits of Y^0..Y^steps, context maps K^0..K^{steps-1}) as evaluated: B^t drawn
-    by `cfg.inference`, sampling from one fixed generator so that scores are repeatable."""
-    return rollout(snet, cnet, x, steps, cfg.inference, engine.generator("ciss-net", "eval"))
+    by `cfg.inference`, sampling from one fixed generator so that scores are repeatable
+    (the complete p-map without a C-Net, an empty map for the capacity control)."""
+    mode = "empty" if cfg.context == "empty" else cfg.inference
+    return rollout(snet, cnet, x, steps, mode, engine.generator("ciss-net", "eval"))
 
 
-def chain_predictions(snet, cnet, cfg: CissConfig, x_val, steps: int, size) -> list:
-    """Full-resolution class indices of the evaluated chain's p-maps Y^0..Y^steps."""
+def chain_predictions(snet, cnet, cfg: CissConfig, x_val, steps: int, task: Task,
+                      val: dict) -> list:
+    """Class indices of the evaluated chain's p-maps Y^0..Y^steps at the ground truth's
+    resolution (`Task.predict`)."""
     logits, _ = inference_chain(snet, cnet, cfg, x_val, steps)
-    return [_predict(lg, size) for lg in logits]
+    return [task.predict(lg, val) for lg in logits]
 
 
 def evaluate_baseline(ckpt: str, data) -> dict:
@@ -307,7 +325,7 @@ def evaluate_baseline(ckpt: str, data) -> dict:
     base.load_state_dict(state["base"])
     with torch.no_grad():
         logits = base(features(domain, val["image"]))
-    return task.score(_predict(logits, val["label"].shape[-2:]), val)
+    return task.score(task.predict(logits, val), val)
 
 
 def evaluate_ciss(ckpt: str, data) -> dict:
@@ -317,7 +335,7 @@ def evaluate_ciss(ckpt: str, data) -> dict:
     domain, snet, cnet, cfg = load_models(state, device=data.device)
     table = [t for t in cfg.table_steps if t != cfg.eval_steps] if cnet is not None else []
     preds = chain_predictions(snet, cnet, cfg, features(domain, val["image"]),
-                              max((cfg.eval_steps, *table)), val["label"].shape[-2:])
+                              max((cfg.eval_steps, *table)), task, val)
     out = task.score(preds[cfg.eval_steps], val)
     m = task.main_metric
     out.update({f"{m}@Step {t}": task.score(preds[t], val, main_only=True)[m] for t in table})
@@ -332,7 +350,7 @@ def evaluate_ablations(ckpt: str, data) -> dict:
     for variant in state["variants"]:
         domain, snet, cnet, cfg = load_models(state, variant, data.device)
         x_val = features(domain, val["image"]) if x_val is None else x_val
-        pred = chain_predictions(snet, cnet, cfg, x_val, cfg.eval_steps, val["label"].shape[-2:])
+        pred = chain_predictions(snet, cnet, cfg, x_val, cfg.eval_steps, task, val)
         scores = task.score(pred[-1], val)
         for label in variant["labels"]:
             out.update({f"{k}@{label}": v for k, v in scores.items()})
