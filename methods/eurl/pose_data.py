@@ -295,19 +295,37 @@ def match_people(dets: dict, p: dict, min_iou: float = 0.0) -> torch.Tensor:
 def multi_person_ap(split: dict, dets: dict, joints: torch.Tensor, peaks: torch.Tensor,
                     nms: PoseNMS) -> dict:
     """Per-joint AP and Total (`rlcv.metrics.mpii_multi_person_ap`) of the poses `joints`
-    (D, 16, 2) estimated on detections `dets`, after pose NMS. A joint's score is its
-    heatmap peak times the box score; a pose's score is the mean of its joints'."""
+    (D, 16, 2) estimated on the boxes `dets["boxes"]` (the boxes the poses were estimated
+    on: refined by the agent where there is one), after pose NMS on those boxes. A joint's
+    score is its heatmap peak times the box score; a pose's score is the mean of its
+    joints'.
+
+    Scored as the MPII multi-person benchmark does, on the multi-person *groups* only: the
+    separated single people (`single` = 1) are no ground truth, and a pose whose box
+    centre falls outside the group's region (here the union of the group members' tight
+    boxes) is ignored rather than counted a false positive."""
     conf = peaks.clamp(min=0) * dets["scores"][:, None]
     preds, scores, gts, vis, heads = [], [], [], [], []
     for i in range(split["image"].shape[0]):
         sel = (dets["image"] == i).nonzero()[:, 0]
         keep = sel[nms(joints[sel], conf[sel], dets["boxes"][sel], conf[sel].mean(1))]
-        preds.append(joints[keep])
-        scores.append(conf[keep])
         n = int(split["num_people"][i])
         v = split["joints_vis"][i, :n].bool()
         ok = v.any(1)
-        gts.append(split["joints"][i, :n][ok].float())
+        if "single" in split:
+            ok &= split["single"][i, :n] == 0
+        gj = split["joints"][i, :n][ok].float()
+        if ok.any():
+            region = tight_boxes(gj, v[ok])
+            lo, hi = region[:, :2].amin(0), region[:, 2:].amax(0)
+            b = dets["boxes"][keep]
+            centre = (b[:, :2] + b[:, 2:]) / 2
+            keep = keep[((centre >= lo) & (centre <= hi)).all(1)]
+        else:
+            keep = keep[:0]
+        preds.append(joints[keep])
+        scores.append(conf[keep])
+        gts.append(gj)
         vis.append(v[ok])
         heads.append(split["head_boxes"][i, :n][ok].float())
     res = mpii_multi_person_ap(preds, scores, gts, vis, heads)
