@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import torch
 
 from methods.eurl.deepmask import jitter_boxes
+from methods.eurl.matched import MatchedConfig, agent_config, fit_matched, upgrade_budget
 from methods.eurl.pose_data import (
     as_float,
     detections,
@@ -241,7 +242,7 @@ def ablation_settings(cfg: PoseAgentConfig | dict) -> dict[str, dict]:
     return {label: {**base, **flip} for label, flip in ABLATIONS.items()}
 
 
-def _pipeline(run, data) -> dict:
+def pipeline(run, data) -> dict:
     """What every agent variant shares: RMPE's checkpoint, the people and their start
     boxes (the detection overlapping each person most) on train and val."""
     rmpe = engine.load_checkpoint(run.inputs["eurl-pose-rmpe"])
@@ -312,14 +313,14 @@ def _shared_state(sh: dict) -> dict:
 
 def train_agent(cfg: PoseAgentConfig, data, run) -> str:
     """Algorithm 1 on the MPII pipeline: agent + pose-network upgrade (one variant)."""
-    sh = _pipeline(run, data)
+    sh = pipeline(run, data)
     variant = _fit_variant(dict(vars(cfg)), run, sh, "agent")
     return engine.save_checkpoint(run, cfg, variants={"": variant}, **_shared_state(sh))
 
 
 def train_ablations(cfg: PoseAgentConfig, data, run) -> str:
     """Table 3's ablations (a), (b), (c), one engine phase each, from the full settings."""
-    sh = _pipeline(run, data)
+    sh = pipeline(run, data)
     variants = {label: _fit_variant(c, run, sh, f"agent_{label[1]}")
                 for label, c in ablation_settings(cfg).items()}
     return engine.save_checkpoint(run, cfg, variants=variants, **_shared_state(sh))
@@ -369,3 +370,20 @@ def _evaluate_variant(state: dict, variant: dict, val: dict, with_pckh: bool) ->
         starts, ok = _starts(dets, vp)
         out["pckh_total"] = _person_pckh(env, policy, images, vp, starts, ok, arch)
     return out
+
+
+def train_rmpe_matched(cfg: MatchedConfig, data, run) -> str:
+    """RMPE whose hourglass gets the `eurl-pose` agent's upgrade steps (on the people's
+    start boxes: the detection overlapping each most, as the agent starts)."""
+    agent = agent_config(cfg, run)
+    budget = upgrade_budget(agent)
+    sh = pipeline(run, data)
+    rmpe, tp = sh["rmpe"], sh["tp"]
+    net = load_pose_net(rmpe["pose"], rmpe["pose_arch"], run.device).eval()
+    fit_matched(run, pose_recognizer(net, rmpe["pose_arch"]), budget, sh["starts"],
+                agent.get("start_jitter", 0.0),
+                lambda idx: (sh["images"][tp["image"][idx]],
+                             {"joints": tp["joints"][idx], "vis": tp["vis"][idx]}))
+    state = {k: rmpe[k] for k in ("pose_arch", "detector", "detector_arch")}
+    return engine.save_checkpoint(run, cfg, matched_budget=budget, rmpe_config=rmpe["config"],
+                                  pose=net.state_dict(), **state)
