@@ -165,6 +165,16 @@ METHODS: dict[str, Row] = {
         requires=("gt-bbox-deepmask", "box-regressor"),
         code=_EURL_CODE,
     ),
+    "regress-dqn-deepmask-eurl": Row(
+        name="regress-dqn-deepmask-eurl",
+        tables={"eu-rl-table1": "Regress-DQN-Deepmask (EU-RL environment)"},
+        data="coco/single",
+        config="methods.activeloc.dqn:DQNConfig",
+        train="methods.activeloc.dqn:train_dqn",
+        evaluate="methods.activeloc.dqn:evaluate_dqn",
+        requires=("gt-bbox-deepmask", "box-regressor"),
+        code=_EURL_CODE,
+    ),
     "dqn-localizer": Row(
         name="dqn-localizer",
         tables={"active-loc-table1": "DQN agent (Caicedo & Lazebnik)"},

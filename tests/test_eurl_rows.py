@@ -18,7 +18,8 @@ pytestmark = pytest.mark.slow   # trains and evaluates nine tiny rows: ~20-40 s
 
 ROWS = ["gt-bbox-deepmask", "box-regressor", "regress-deepmask", "regress-stn-deepmask",
         "regress-agent-deepmask", "regress-agent-deepmask-no-upgrade", "agent-deepmask",
-        "regress-dqn-deepmask", "dqn-localizer", "regress-deepmask-matched"]
+        "regress-dqn-deepmask", "dqn-localizer", "regress-deepmask-matched",
+        "regress-dqn-deepmask-eurl"]
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +49,10 @@ def test_checkpoints_flow_from_the_pretrained_stages(trained):
 
 def test_only_eu_rl_upgrades_deepmask(trained):
     dm = run_checkpoint(trained, "gt-bbox-deepmask")["model"]
+    dqn = run_checkpoint(trained, "regress-dqn-deepmask-eurl")   # the EU-RL-environment DQN
+    assert any(not torch.equal(dqn["upgraded"][k], dm[k]) for k in dm
+               if dm[k].is_floating_point())
+    assert "upgraded" not in run_checkpoint(trained, "regress-dqn-deepmask")
     kept = run_checkpoint(trained, "regress-agent-deepmask-no-upgrade")["upgraded"]
     upgraded = run_checkpoint(trained, "regress-agent-deepmask")["upgraded"]
     assert all(torch.equal(kept[k], dm[k]) for k in dm)
