@@ -264,3 +264,19 @@ def test_multi_person_ap_scores_groups_only():
     assert out["total"] == pytest.approx(1.0)
     split["single"][:] = 0      # both in the group: the bad pose now costs
     assert pd_.multi_person_ap(split, dets, joints, torch.ones(2, 16), PoseNMS())["total"] < 0.9
+
+
+def test_holdout_part_of_train_is_disjoint_from_the_trained_people():
+    """The plateau schedules are measured on people of held-out training images, never
+    drawn for training (issue 19)."""
+    image = torch.repeat_interleave(torch.arange(20), torch.tensor([1, 2, 3, 1] * 5))
+    trained, held = pd_.split_holdout({"image": image})
+    assert set(trained.tolist()) | set(held.tolist()) == set(range(len(image)))
+    assert not set(image[trained].tolist()) & set(image[held].tolist())
+    assert len(set(image[held].tolist())) == 2          # 10% of the 20 images
+    again = pd_.split_holdout({"image": image})
+    assert torch.equal(again[1], held)
+    g = engine.generator(0, "t", 0)
+    assert set(ea.draw_people(trained, 200, g).tolist()) <= set(trained.tolist())
+    one = pd_.split_holdout({"image": torch.zeros(3, dtype=torch.long)})
+    assert one[1].numel() == 0 and one[0].numel() == 3   # one image: nothing held out

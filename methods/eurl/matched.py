@@ -62,17 +62,20 @@ def agent_config(cfg: MatchedConfig, run) -> dict:
 
 
 def fit_matched(run, recognizer, budget: dict, starts: torch.Tensor, jitter: float,
-                batch_fn) -> None:
+                batch_fn, pool: torch.Tensor | None = None) -> None:
     """`budget["steps"]` supervised steps of `recognizer` (Adam, lr β), each on
     `batch_size` start boxes drawn as the agent draws its episodes (engine phase
-    "matched", generator stream "agent"); `batch_fn(idx) -> (images, targets)` gives the
+    "matched", generator stream "agent"; from the indices `pool` when given, as the pose
+    agent draws its trained people); `batch_fn(idx) -> (images, targets)` gives the
     images the boxes are in and the targets of the drawn starts `idx`."""
     opt = torch.optim.Adam(recognizer.net.parameters(), lr=budget["lr"])
-    n = starts.shape[0]
+    n = starts.shape[0] if pool is None else pool.shape[0]
 
     def step_fn(step: int) -> dict:
         g = engine.generator(run.seed, "agent", step)
         idx = torch.randint(n, (budget["batch_size"],), generator=g)
+        if pool is not None:
+            idx = pool[idx.to(pool.device)]
         boxes = starts[idx]
         if jitter:
             boxes = jitter_boxes(boxes, jitter, g)

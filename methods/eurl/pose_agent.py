@@ -49,6 +49,7 @@ from methods.eurl.pose_data import (
     person_boxes,
     pose_targets,
     predict_from_heatmaps,
+    split_holdout,
     upsample_heatmaps,
 )
 from rlcv import engine
@@ -102,7 +103,8 @@ class PoseAgentConfig:
     eval_every: int = 10
     """Engine steps between greedy evaluations (train / val PCKh, Fig. 4c, d)."""
     plateau_patience: int = 0
-    """Evaluations without val improvement before the agent lr is divided by 5 (0: never)."""
+    """Evaluations without improvement of the held-out train people's PCKh before the agent
+    lr is divided by 5 (0: never)."""
 
 
 class HeatmapLoss:
@@ -258,6 +260,12 @@ def pipeline(run, data) -> dict:
             "starts": starts, "val_starts": val_starts, "val_ok": val_ok}
 
 
+def draw_people(pool: torch.Tensor, n: int, g: torch.Generator) -> torch.Tensor:
+    """`n` people drawn uniformly from the person indices `pool` with generator `g` (the
+    draw of the agent's episodes, and of its compute-matched control's steps)."""
+    return pool[torch.randint(pool.shape[0], (n,), generator=g).to(pool.device)]
+
+
 def _fit_variant(c: dict, run, sh: dict, phase: str) -> dict:
     """Algorithm 1 with settings `c` as engine phase `phase`; returns the trained policy
     and pose network. Every variant (and row) of a seed draws the same episodes and the
@@ -276,14 +284,15 @@ def _fit_variant(c: dict, run, sh: dict, phase: str) -> dict:
     recog_opt = torch.optim.Adam(net.parameters(), lr=c["recog_lr"])
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
         agent.opt, mode="max", factor=0.2, patience=max(c["plateau_patience"], 1))
-    probe = torch.arange(min(64, tp["image"].shape[0]))
+    trained, held = split_holdout(tp)   # the plateau is measured on `held`, never trained on
+    probe = trained[:64]
     tprobe = {k: v[probe] for k, v in tp.items()}
-    n = tp["image"].shape[0]
+    hprobe = {k: v[held] for k, v in tp.items()}
 
     def step_fn(step: int) -> dict:
         policy.train()
         g = engine.generator(run.seed, "agent", step)
-        idx = torch.randint(n, (c["batch_size"],), generator=g)
+        idx = draw_people(trained, c["batch_size"], g)
         boxes = jitter_boxes(starts[idx], c["start_jitter"], g)
         targets = {"joints": tp["joints"][idx], "vis": tp["vis"][idx]}
         return agent_step(env, agent, recog_opt, c, images[tp["image"][idx]], boxes,
@@ -294,8 +303,11 @@ def _fit_variant(c: dict, run, sh: dict, phase: str) -> dict:
                                           starts.new_ones(len(probe), dtype=torch.bool), arch),
                "val_pckh": _person_pckh(env, policy, sh["val_images"], sh["vp"],
                                         sh["val_starts"], sh["val_ok"], arch)}
-        if c["plateau_patience"]:
-            sched.step(out["val_pckh"])
+        if c["plateau_patience"] and held.numel():
+            out["holdout_pckh"] = _person_pckh(env, policy, images, hprobe, starts[held],
+                                               starts.new_ones(len(held), dtype=torch.bool),
+                                               arch)
+            sched.step(out["holdout_pckh"])
         return out
 
     objects = {"agent": policy, "opt": agent.opt, "pose": net, "pose_opt": recog_opt,
@@ -383,7 +395,8 @@ def train_rmpe_matched(cfg: MatchedConfig, data, run) -> str:
     fit_matched(run, pose_recognizer(net, rmpe["pose_arch"]), budget, sh["starts"],
                 agent.get("start_jitter", 0.0),
                 lambda idx: (sh["images"][tp["image"][idx]],
-                             {"joints": tp["joints"][idx], "vis": tp["vis"][idx]}))
+                             {"joints": tp["joints"][idx], "vis": tp["vis"][idx]}),
+                pool=split_holdout(tp)[0])
     state = {k: rmpe[k] for k in ("pose_arch", "detector", "detector_arch")}
     return engine.save_checkpoint(run, cfg, matched_budget=budget, rmpe_config=rmpe["config"],
                                   pose=net.state_dict(), **state)
