@@ -7,14 +7,19 @@ Official layout read here (any COCO-format annotation file: `instances` or
     <root>/annotations/instances_{train,val}2017.json
     <root>/{train,val}2017/<file_name>.jpg
 
-Subsets staged, from one pass over the images (each image decoded once); train2017 ->
-train, val2017 -> val; every image letterboxed to `image_size` (top-left aligned, zero
-padding), so a source coordinate maps to staged pixels by `scale = image_size / max(h, w)`:
+Subsets staged, from one pass over the images (each image decoded once); every image
+letterboxed to `image_size` (top-left aligned, zero padding), so a source coordinate maps
+to staged pixels by `scale = image_size / max(h, w)`:
 
 - `single` (EU-RL Section 4.1, "subset D"): images with exactly one non-crowd
   annotation whose box is at least `min_object` pixels on both sides (crowd regions are
-  ignored). Each sample: the image, the object's mask and box in that frame.
-- `detection` (the policy-gradient detector's train/val): every image with at least one
+  ignored). Each sample: the image, the object's mask and box in that frame. The split
+  is the paper's, drawn from D itself (train2017 and val2017 pooled): 9,334 training and
+  4,694 test images; where D holds more than 14,028 images a seeded draw of that many
+  is split, where it holds fewer (synthetic profiles) the same proportions
+  (`subset_d_split`, seed `split_seed`). `val` is the paper's test part.
+- `detection` (the policy-gradient detector's train/val, train2017 -> train, val2017 ->
+  val): every image with at least one
   non-crowd annotation, with all its boxes; crowd regions stay as boxes flagged
   `iscrowd` (COCO evaluation ignores detections matched to them). Next to the shards,
   `val_gt.json` is the staged val split as a COCO ground-truth file in staged pixels
@@ -176,6 +181,24 @@ def is_single(anns: list[dict], min_object: int) -> bool:
     return len(objects) == 1 and min(objects[0]["bbox"][2:]) >= min_object
 
 
+D_SPLIT = {"train": 9334, "val": 4694}
+"""EU-RL's split of subset D (Section 4.1): 14,028 images, 9,334 train / 4,694 test."""
+
+
+def subset_d_split(keys: list, seed: int) -> dict:
+    """{key: "train" | "val"} for the images `keys` of subset D (keys of excluded images
+    are absent): the paper's 9,334 / 4,694 when D holds at least their 14,028 (a seeded
+    draw of that many), else all of D in the same proportions (val rounded)."""
+    total = sum(D_SPLIT.values())
+    order = np.random.default_rng(seed).permutation(len(keys))
+    ranked = [sorted(keys)[i] for i in order]
+    if len(keys) >= total:
+        n_val, ranked = D_SPLIT["val"], ranked[:total]
+    else:
+        n_val = round(len(keys) * D_SPLIT["val"] / total)
+    return {k: ("val" if i < n_val else "train") for i, k in enumerate(ranked)}
+
+
 def select_single(reader: CocoReader, min_object: int) -> list[int]:
     """The image ids of EU-RL's subset D in `reader`'s split."""
     return [i for i in reader.image_ids() if is_single(reader.annotations(i), min_object)]
@@ -327,10 +350,15 @@ def _image_hw(reader: CocoReader, image_id: int) -> list[int]:
 
 def _rows(root: Path, cfg: dict, val_gt: dict) -> Iterator[tuple[str, str, str, dict]]:
     """(subset, split, file, record) of both subsets (`datasets._index` records, annotations
-    in the staged frame); fills `val_gt` (a COCO ground-truth dict) with the val records."""
+    in the staged frame); fills `val_gt` (a COCO ground-truth dict) with the val records.
+    Subset D's images are re-split into the paper's train/val (`subset_d_split`)."""
     min_object = int(cfg.get("min_object", 32))
-    for split in present_splits(root):
-        reader = CocoReader(root, split, cfg.get("annotation", "instances"))
+    readers = {split: CocoReader(root, split, cfg.get("annotation", "instances"))
+               for split in present_splits(root)}
+    d_split = subset_d_split([(split, i) for split, r in readers.items()
+                              for i in select_single(r, min_object)],
+                             int(cfg.get("split_seed", 0)))
+    for split, reader in readers.items():
         if split == "val":
             val_gt["categories"] = reader.coco.dataset["categories"]
         for image_id in reader.image_ids():
@@ -348,9 +376,10 @@ def _rows(root: Path, cfg: dict, val_gt: dict) -> Iterator[tuple[str, str, str, 
                 entry, gt = gt_entries(det, info["file_name"], len(val_gt["annotations"]) + 1)
                 val_gt["images"].append(entry)
                 val_gt["annotations"] += gt
-            if is_single(anns, min_object):
+            if (split, image_id) in d_split:
                 (ann,) = [a for a in anns if not a.get("iscrowd", 0)]
-                yield "single", split, file, {**base, **single_record(ann, scale)}
+                yield "single", d_split[(split, image_id)], file, {
+                    **base, **single_record(ann, scale)}
 
 
 def synth(root: Path, cfg: dict, seed: int) -> None:
@@ -374,7 +403,9 @@ def stage(root: Path, out: Path, cfg: dict) -> dict[str, dict]:
     metas = {
         "single": {**base, "subset": "single", "fields": FIELDS["single"],
                    "selection": f"exactly one non-crowd annotation, box >= "
-                                f"{cfg.get('min_object', 32)} px"},
+                                f"{cfg.get('min_object', 32)} px; train2017 and val2017 "
+                                f"pooled, split as EU-RL's 9334 / 4694 (proportions when "
+                                f"fewer; split_seed {cfg.get('split_seed', 0)})"},
         "detection": {**base, "subset": "detection", "fields": FIELDS["detection"],
                       "selection": "at least one non-crowd annotation; crowd regions kept "
                                    "as boxes flagged iscrowd", "val_gt": VAL_GT},

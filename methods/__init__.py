@@ -11,7 +11,8 @@ from __future__ import annotations
 from rlcv.errors import unknown_name
 from rlcv.registry import Row
 
-_EURL_CODE = ("methods/eurl/regress.py", "methods/eurl/deepmask.py", "rlcv/rl/__init__.py",
+_EURL_CODE = ("methods/eurl/regress.py", "methods/eurl/deepmask.py", "methods/eurl/matched.py",
+              "rlcv/rl/__init__.py",
               "rlcv/rl/boxenv.py", "rlcv/rl/actor_critic.py", "rlcv/rl/dqn.py",
               "rlcv/models/agent_nets.py", "rlcv/models/boxnets.py", "rlcv/models/crops.py",
               "rlcv/models/segnet.py")
@@ -51,8 +52,8 @@ _POSE_CODE = ("methods/eurl/pose_data.py", "methods/eurl/deepmask.py", "rlcv/mod
               "rlcv/models/pose_nms.py", "rlcv/models/detector.py", "rlcv/models/crops.py",
               "rlcv/models/segnet.py")
 """What the EU-RL MPII pose rows (issue 9) depend on beyond their module."""
-_POSE_AGENT_CODE = (*_POSE_CODE, "rlcv/rl/__init__.py", "rlcv/rl/boxenv.py",
-                    "rlcv/rl/actor_critic.py", "rlcv/models/agent_nets.py")
+_POSE_AGENT_CODE = (*_POSE_CODE, "methods/eurl/matched.py", "rlcv/rl/__init__.py",
+                    "rlcv/rl/boxenv.py", "rlcv/rl/actor_critic.py", "rlcv/models/agent_nets.py")
 
 
 def _pgdet(name: str, tables: dict, train: str, *requires: str) -> Row:
@@ -160,9 +161,30 @@ METHODS: dict[str, Row] = {
         requires=("gt-bbox-deepmask", "box-regressor"),
         code=_EURL_CODE,
     ),
+    "regress-deepmask-matched": Row(
+        name="regress-deepmask-matched",
+        tables={"eu-rl-table1":
+                "Regress-Deepmask + equal-steps DeepMask fine-tune (compute-matched)"},
+        data="coco/single",
+        config="methods.eurl.matched:MatchedConfig",
+        train="methods.eurl.regress:train_regress_deepmask_matched",
+        evaluate="methods.eurl.regress:evaluate_regress_deepmask",
+        requires=("gt-bbox-deepmask", "box-regressor", "regress-agent-deepmask"),
+        code=_EURL_CODE,
+    ),
     "regress-dqn-deepmask": Row(
         name="regress-dqn-deepmask",
         tables={"eu-rl-table1": "Regress-DQN-Deepmask"},
+        data="coco/single",
+        config="methods.activeloc.dqn:DQNConfig",
+        train="methods.activeloc.dqn:train_dqn",
+        evaluate="methods.activeloc.dqn:evaluate_dqn",
+        requires=("gt-bbox-deepmask", "box-regressor"),
+        code=_EURL_CODE,
+    ),
+    "regress-dqn-deepmask-eurl": Row(
+        name="regress-dqn-deepmask-eurl",
+        tables={"eu-rl-table1": "Regress-DQN-Deepmask (EU-RL environment)"},
         data="coco/single",
         config="methods.activeloc.dqn:DQNConfig",
         train="methods.activeloc.dqn:train_dqn",
@@ -297,6 +319,13 @@ METHODS: dict[str, Row] = {
         name="eurl-pose-rmpe", tables={"eu-rl-table2": "Fang et al. [11]"}, data="mpii/multi",
         config="methods.eurl.pose:RMPEConfig", train="methods.eurl.pose:train_rmpe",
         evaluate="methods.eurl.pose:evaluate_rmpe", requires=("eurl-pose-boxes",), code=_POSE_CODE),
+    "eurl-pose-rmpe-matched": Row(
+        name="eurl-pose-rmpe-matched",
+        tables={"eu-rl-table2": "RMPE + equal extra steps (compute-matched)"},
+        data="mpii/multi", config="methods.eurl.matched:MatchedConfig",
+        train="methods.eurl.pose_agent:train_rmpe_matched",
+        evaluate="methods.eurl.pose:evaluate_rmpe", requires=("eurl-pose-rmpe", "eurl-pose"),
+        code=_POSE_AGENT_CODE),
     "eurl-pose": _pose_agent("eurl-pose", {"eu-rl-table2": "ours", "eu-rl-table3": "Ours, full",
                                            "eu-rl-fig4": "Upgrade at last step"}),
     "eurl-pose-ablations": _pose_agent("eurl-pose-ablations",

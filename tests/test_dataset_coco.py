@@ -75,17 +75,30 @@ def test_single_object_subset_on_coco_format_folder(tmp_path):
     manifests = coco.stage(root, tmp_path / "staged", cfg)
     m = read_manifest(tmp_path / "staged" / "single")
     assert m == manifests["single"]
-    assert m["images"] == [
-        {"file": "train2017/000000000001.jpg", "split": "train"},
-        {"file": "train2017/000000000004.jpg", "split": "train"},
-        {"file": "val2017/000000000001.jpg", "split": "val"},
-        {"file": "val2017/000000000004.jpg", "split": "val"},
-    ]
+    # subset D = images 1 and 4 of both source splits, pooled and split 9334 : 4694
+    assert sorted(x["file"] for x in m["images"]) == [
+        "train2017/000000000001.jpg", "train2017/000000000004.jpg",
+        "val2017/000000000001.jpg", "val2017/000000000004.jpg"]
+    assert m["counts"] == {"train": 3, "val": 1}
     val = Staged(tmp_path / "staged" / "single").load("val")
     scale = 64 / 100
-    torch.testing.assert_close(val["box"][0], torch.tensor([10, 10, 50, 60.0]) * scale)
-    assert val["mask"][0].sum().item() == pytest.approx(40 * 50 * scale**2, rel=0.08)
-    assert val["image_id"].tolist() == [1, 4]
+    want = {1: torch.tensor([10, 10, 50, 60.0]), 4: torch.tensor([20, 10, 52, 42.0])}
+    (image_id,) = val["image_id"].tolist()
+    torch.testing.assert_close(val["box"][0], want[image_id] * scale)
+    area = {1: 40 * 50, 4: 32 * 32}[image_id]
+    assert val["mask"][0].sum().item() == pytest.approx(area * scale**2, rel=0.08)
+
+
+@pytest.mark.parametrize(("n", "train", "val"), [(14028, 9334, 4694), (20000, 9334, 4694),
+                                                 (300, 200, 100), (520, 346, 174)])
+def test_subset_d_split_follows_the_papers_sizes_and_proportions(n, train, val):
+    keys = [("train" if i % 3 else "val", i) for i in range(n)]
+    split = coco.subset_d_split(keys, seed=0)
+    got = list(split.values())
+    assert (got.count("train"), got.count("val")) == (train, val)
+    assert set(split) <= set(keys)
+    assert split == coco.subset_d_split(list(reversed(keys)), seed=0)   # order-free
+    assert split != coco.subset_d_split(keys, seed=1)
 
 
 def test_detection_subset_on_coco_format_folder(tmp_path):
@@ -107,8 +120,10 @@ def test_detection_subset_on_coco_format_folder(tmp_path):
     assert [len(b) for b in val["boxes"]] == [1, 2, 1, 2]
     assert all(not c.any() for c in val["iscrowd"][:3])
     # the staged image is the single subset's image: one decode serves both
-    single = Staged(tmp_path / "staged" / "single").load("val")
-    assert torch.equal(single["image"][1], val["image"][3])
+    single = read_manifest(tmp_path / "staged" / "single")
+    split = {x["file"]: x["split"] for x in single["images"]}["val2017/000000000004.jpg"]
+    d = Staged(tmp_path / "staged" / "single").load(split)
+    assert any(torch.equal(img, val["image"][3]) for img in d["image"])
 
 
 def test_val_gt_loads_in_pycocotools_and_matches_the_shards(tmp_path):

@@ -61,3 +61,25 @@ def test_box_scores():
     pred = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 5.0], [20.0, 20, 30, 30]])
     s = box_scores(pred, gt)
     assert abs(s["mean_iou"] - 0.5) < 1e-9 and abs(s["recall_50"] - 2 / 3) < 1e-9
+
+
+def test_dqn_row_differs_from_regress_agent_only_in_the_learner():
+    """regress-dqn-deepmask-eurl shares Regress-Agent-Deepmask's start, reward, feedback,
+    upgrade and budget in every profile (the suite question "actor-critic beats DQN")."""
+    import pytest
+
+    import methods
+    from rlcv import params as P
+
+    params = P.load()
+    shared = ("start", "start_jitter", "terminal_iou", "upgrade", "recog_lr", "gamma",
+              "episodes", "batch_size", "t_max", "width", "hidden", "backbone")
+    for profile in ("ci", "smoke", "paper"):
+        params.raw["profile"] = profile
+        cfg = {r: vars(P.build_config(methods.METHODS[r].config, params.method(r), r))
+               for r in ("regress-agent-deepmask", "regress-dqn-deepmask-eurl")}
+        ac, dqn = cfg["regress-agent-deepmask"], cfg["regress-dqn-deepmask-eurl"]
+        for k in shared:
+            assert ac[k] == pytest.approx(dqn[k]), (profile, k, ac[k], dqn[k])
+        assert dqn["reward"] == "eurl" and dqn["feedback"] and dqn["upgrade"]
+        assert dqn["history"] == 0   # no action history in the state, as the actor-critic

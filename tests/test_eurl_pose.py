@@ -170,7 +170,10 @@ def test_only_ablation_c_sends_policy_gradients_into_the_pose_network(variant, m
     policy loss, and only ablation (c) lets it."""
     cfg = _variant_cfg(variant)
     net, env, agent, opt, images, boxes, targets = _tiny_setup(cfg)
-    monkeypatch.setattr(actor_critic, "upgrade_environment", lambda *a, **k: 0.0)
+    # the supervised upgrade contributes a zero gradient (ablation (c) joins its policy
+    # gradient to the upgrade's step, one recognition step per batch)
+    env.recognizer.train_loss = lambda out, b, t: out.sum() * 0
+    monkeypatch.setattr(ea, "upgrade_every_step", lambda *a, **k: 0.0)
     before = _params(net)
     ea.agent_step(env, agent, opt, cfg, images, boxes, targets, engine.generator(0, "t", 0))
     assert _changed(net, before) == variant.startswith("(c)")
@@ -211,3 +214,69 @@ def test_row_configs_select_the_ablations():
     env = ea.make_env(StackedHourglass(1, 4, 1), {"crop_size": 8, "sigma": 1.0,
                                                    "downsample": 2}, cfgs["(a) w/o feedback"])
     assert env.obs_channels == 3   # (a): the agent sees only the crop
+
+
+@pytest.mark.parametrize("profile", ["ci", "smoke", "paper"])
+def test_an_empty_heatmap_never_earns_the_terminal_reward(profile):
+    """L is relative to the empty heatmap's loss: an all-zero heatmap scores L = 1 for any
+    person, box and map size, above every profile's ε, so terminating on it costs -1."""
+    params = P.load()
+    params.raw["profile"] = profile
+    eps = {vars(P.build_config(methods.METHODS[r].config, params.method(r), r))["epsilon"]
+           for r in ("eurl-pose", "eurl-pose-ablations", "eurl-pose-every-step")}
+    assert len(eps) == 1 and 0 < eps.pop() < 1
+    g = torch.Generator().manual_seed(0)
+    for size, sigma in ((16, 1.5), (64, 1.0)):
+        arch = {"crop_size": size, "downsample": 1, "sigma": sigma, "stacks": 1}
+        loss = ea.HeatmapLoss(arch)
+        joints = torch.rand(5, 16, 2, generator=g) * 60
+        vis = torch.rand(5, 16, generator=g) > 0.3
+        boxes = torch.tensor([[0.0, 0, 64, 64], [10, 10, 30, 50], [40, 40, 70, 70],
+                              [0, 0, 8, 8], [5, 5, 60, 60]])
+        empty = torch.zeros(5, 16, size, size)
+        L = loss(empty, boxes, {"joints": joints, "vis": vis})
+        assert torch.allclose(L, torch.ones(5))
+        reward = ea.EURLReward(alpha=0.1, epsilon=_row_cfg("eurl-pose")["epsilon"])
+        assert (reward(L, L, torch.ones(5, dtype=torch.bool)) == -1).all()
+        # no annotated joint at all (test-time blank targets): still no +1
+        none = loss(empty, boxes, {"joints": joints, "vis": torch.zeros_like(vis)})
+        assert (reward(none, none, torch.ones(5, dtype=torch.bool)) == -1).all()
+        # the targets themselves as heatmaps earn it where the box holds the person
+        tg, _, _ = pd_.pose_targets(arch, joints, vis, boxes)
+        assert loss(tg, boxes, {"joints": joints, "vis": vis})[0] < reward.epsilon
+
+
+def test_multi_person_ap_scores_groups_only():
+    """A separated single person is no ground truth, and a pose on it is ignored rather
+    than counted a false positive (the MPII multi-person benchmark's groups)."""
+    a, b = _person(10.0, 10.0), _person(120.0, 10.0)   # b far from a: a separated person
+    split = {"image": torch.zeros(1, 3, 8, 8), "num_people": torch.tensor([2]),
+             "joints": torch.cat([a["joints"], b["joints"]])[None],
+             "joints_vis": torch.ones(1, 2, 16, dtype=torch.uint8),
+             "head_boxes": torch.cat([a["head"], b["head"]])[None],
+             "single": torch.tensor([[0, 1]], dtype=torch.uint8)}
+    dets = {"image": torch.tensor([0, 0]), "boxes": torch.tensor([[0.0, 0, 40, 70],
+                                                                   [110.0, 0, 150, 70]]),
+            "scores": torch.tensor([0.5, 0.9])}
+    wrong_b = b["joints"] + 30.0   # a bad pose on the separated person, scored higher
+    joints = torch.cat([a["joints"], wrong_b])
+    out = pd_.multi_person_ap(split, dets, joints, torch.ones(2, 16), PoseNMS())
+    assert out["total"] == pytest.approx(1.0)
+    split["single"][:] = 0      # both in the group: the bad pose now costs
+    assert pd_.multi_person_ap(split, dets, joints, torch.ones(2, 16), PoseNMS())["total"] < 0.9
+
+
+def test_holdout_part_of_train_is_disjoint_from_the_trained_people():
+    """The plateau schedules are measured on people of held-out training images, never
+    drawn for training (issue 19)."""
+    image = torch.repeat_interleave(torch.arange(20), torch.tensor([1, 2, 3, 1] * 5))
+    trained, held = pd_.split_holdout({"image": image})
+    assert set(trained.tolist()) | set(held.tolist()) == set(range(len(image)))
+    assert not set(image[trained].tolist()) & set(image[held].tolist())
+    assert len(set(image[held].tolist())) == 2          # 10% of the 20 images
+    again = pd_.split_holdout({"image": image})
+    assert torch.equal(again[1], held)
+    g = engine.generator(0, "t", 0)
+    assert set(ea.draw_people(trained, 200, g).tolist()) <= set(trained.tolist())
+    one = pd_.split_holdout({"image": torch.zeros(3, dtype=torch.long)})
+    assert one[1].numel() == 0 and one[0].numel() == 3   # one image: nothing held out

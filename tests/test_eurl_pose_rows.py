@@ -12,7 +12,7 @@ import pytest
 from conftest import copy_repo, run_rows, set_params
 
 ROWS = ("eurl-pose-boxes", "eurl-pose-rmpe", "eurl-pose", "eurl-pose-ablations",
-        "eurl-pose-every-step")
+        "eurl-pose-every-step", "eurl-pose-rmpe-matched")
 AP = {"head", "shoulder", "elbow", "wrist", "hip", "knee", "ankle", "total"}
 
 
@@ -48,8 +48,11 @@ def test_every_row_reports_its_tables_metric_ids(ci_runs):
         got = _metrics(ci_runs, row)
         wanted = {m.id for tid in methods.METHODS[row].tables for m in specs[tid].metrics}
         assert wanted <= set(got), (row, wanted - set(got))
-        assert all(0.0 <= v <= 1.0 for v in got.values()), (row, got)
+        # stop_at_step0 is NaN when no person was detected
+        assert all(0.0 <= v <= 1.0 for v in got.values() if v == v), (row, got)
     assert set(_metrics(ci_runs, "eurl-pose-rmpe")) == AP
+    assert set(_metrics(ci_runs, "eurl-pose-rmpe-matched")) == AP
+    assert "stop_at_step0" in _metrics(ci_runs, "eurl-pose")
     assert set(_metrics(ci_runs, "eurl-pose-boxes")) == {"pckh_total",
                                                          "pckh_total@Tight bbox model"}
     ablations = _metrics(ci_runs, "eurl-pose-ablations")
@@ -90,3 +93,24 @@ def test_fig4_and_tables_from_the_runs(ci_runs):
     for label in ("Loose bbox model", "Tight bbox model", "Upgrade at last step",
                   "Upgrade at every step"):
         assert len(values[("eu-rl-fig4", label)]["pckh_total"]) == 1
+
+
+def test_rmpe_control_gets_the_agents_upgrade_steps(ci_runs):
+    """RMPE + equal extra steps: RMPE's detector, its hourglass fine-tuned for as many
+    steps (batch size, lr) as the eurl-pose agent's upgrade took."""
+    import torch
+
+    from methods.eurl.matched import upgrade_budget
+    from rlcv import engine
+
+    load = lambda row: engine.load_checkpoint(ci_runs / "runs" / f"{row}-0" / "checkpoint.pt")  # noqa: E731
+    agent, rmpe, ctrl = load("eurl-pose"), load("eurl-pose-rmpe"), load("eurl-pose-rmpe-matched")
+    c = agent["config"]
+    assert ctrl["matched_budget"] == upgrade_budget(c) == {
+        "steps": c["episodes"], "batch_size": c["batch_size"], "lr": c["recog_lr"]}
+    assert ctrl["rmpe_config"] == rmpe["config"]
+    assert all(torch.equal(ctrl["detector"][k], rmpe["detector"][k]) for k in rmpe["detector"])
+    assert any(not torch.equal(ctrl["pose"][k], rmpe["pose"][k]) for k in rmpe["pose"]
+               if rmpe["pose"][k].is_floating_point())
+    hist = (ci_runs / "results" / "runs" / "eurl-pose-rmpe-matched-0" / "history.csv")
+    assert sum(ln.startswith("matched,") for ln in hist.read_text().splitlines()) == c["episodes"]

@@ -18,7 +18,8 @@ pytestmark = pytest.mark.slow   # trains and evaluates nine tiny rows: ~20-40 s
 
 ROWS = ["gt-bbox-deepmask", "box-regressor", "regress-deepmask", "regress-stn-deepmask",
         "regress-agent-deepmask", "regress-agent-deepmask-no-upgrade", "agent-deepmask",
-        "regress-dqn-deepmask", "dqn-localizer"]
+        "regress-dqn-deepmask", "dqn-localizer", "regress-deepmask-matched",
+        "regress-dqn-deepmask-eurl"]
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +49,10 @@ def test_checkpoints_flow_from_the_pretrained_stages(trained):
 
 def test_only_eu_rl_upgrades_deepmask(trained):
     dm = run_checkpoint(trained, "gt-bbox-deepmask")["model"]
+    dqn = run_checkpoint(trained, "regress-dqn-deepmask-eurl")   # the EU-RL-environment DQN
+    assert any(not torch.equal(dqn["upgraded"][k], dm[k]) for k in dm
+               if dm[k].is_floating_point())
+    assert "upgraded" not in run_checkpoint(trained, "regress-dqn-deepmask")
     kept = run_checkpoint(trained, "regress-agent-deepmask-no-upgrade")["upgraded"]
     upgraded = run_checkpoint(trained, "regress-agent-deepmask")["upgraded"]
     assert all(torch.equal(kept[k], dm[k]) for k in dm)
@@ -72,3 +77,26 @@ def test_figures_draw_the_refinement(trained, chdir):
         out = eurl_agent.figures(load(), trained / "results")
     assert [p.name for p, _ in out] == ["eu-rl-refinement.png"]
     assert out[0][0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_compute_matched_control_gets_the_agents_upgrade_steps(trained):
+    """Regress-Deepmask + equal-steps fine-tune: as many DeepMask steps, of the same batch
+    size and lr, as Regress-Agent-Deepmask's upgrade took, read from the agent's config."""
+    from methods.eurl.matched import upgrade_budget
+
+    agent = run_checkpoint(trained, "regress-agent-deepmask")
+    ctrl = run_checkpoint(trained, "regress-deepmask-matched")
+    c = agent["config"]
+    assert ctrl["matched_budget"] == upgrade_budget(c) == {
+        "steps": c["episodes"], "batch_size": c["batch_size"], "lr": c["recog_lr"]}
+    assert upgrade_budget({**c, "upgrade": False})["steps"] == 0
+    hist = (trained / "results" / "runs" / "regress-deepmask-matched-0" / "history.csv")
+    rows = [ln for ln in hist.read_text().splitlines()[1:] if ",matched," in f",{ln},"]
+    upgrades = [ln for ln in (trained / "results" / "runs" / "regress-agent-deepmask-0"
+                              / "history.csv").read_text().splitlines()[1:]]
+    assert len(rows) == c["episodes"] == len(upgrades) > 0
+    dm = run_checkpoint(trained, "gt-bbox-deepmask")["model"]
+    assert any(not torch.equal(ctrl["deepmask"][k], dm[k]) for k in dm
+               if dm[k].is_floating_point())
+    for k in agent["regressor"]:   # the same regressor: only DeepMask is fine-tuned
+        assert torch.equal(ctrl["regressor"][k], agent["regressor"][k])

@@ -310,6 +310,77 @@ def test_roi_outputs_match_torchvision_training_losses():
     assert (torch.cat(out["gt_index"])[~fg] == -1).all()
 
 
+def test_pg_reward_candidates_are_the_proposals_without_ground_truth(monkeypatch):
+    """The PG reward is computed over the RPN's post-NMS proposals (what the final NMS sees
+    at inference): no ground-truth box among the candidates, all proposals there, while
+    the sampled RoIs (which do hold the gt boxes) still give the box loss."""
+    from methods.pgdetector import detector as pgd
+
+    torch.manual_seed(0)
+    model = _tiny()
+    model.train()
+    images, targets = _images(2)
+    seen = {}
+    real_adv, real_roi = pgd.batch_advantages, pgd.roi_outputs
+
+    def spy_roi(*a, **k):
+        seen["out"] = real_roi(*a, **k)
+        return seen["out"]
+
+    def spy_adv(cands, *a, **k):
+        seen["cands"] = cands
+        return real_adv(cands, *a, **k)
+
+    monkeypatch.setattr(pgd, "roi_outputs", spy_roi)
+    monkeypatch.setattr(pgd, "batch_advantages", spy_adv)
+    loss, logs = pgd._pg_loss(model, images, targets, pgd.PGDetectorConfig(k=4),
+                              torch.Generator().manual_seed(0))
+    loss.backward()
+    out = seen["out"]
+    for rois, cand_rois, c, t in zip(out["rois"], out["candidates"]["rois"], seen["cands"],
+                                     out["targets"], strict=True):
+        gt = t["boxes"]
+        # the sampled RoIs include the gt boxes (box loss); the candidates do not
+        assert any((rois == b).all(1).any() for b in gt)
+        assert not any((cand_rois == b).all(1).any() for b in gt)
+        assert c["boxes"].shape[0] == cand_rois.shape[0] == 16   # every proposal
+    assert math.isfinite(logs["box"]) and logs["box"] > 0
+
+
+def test_ohem_ranks_its_own_proposal_count_and_restores_the_rpn():
+    from methods.pgdetector.detector import PGDetectorConfig, _ohem_loss
+
+    torch.manual_seed(0)
+    model = _tiny()
+    model.train()
+    images, targets = _images(2)
+    grads = {}
+    model.roi_heads.box_predictor.cls_score.register_full_backward_hook(
+        lambda m, gi, go: grads.update(out=go[0]))
+    before = dict(model.rpn._post_nms_top_n), dict(model.rpn._pre_nms_top_n)
+    loss, _ = _ohem_loss(model, images, targets,
+                         PGDetectorConfig(ohem_proposals=24, ohem_rois=3), None)
+    loss.backward()
+    assert (dict(model.rpn._post_nms_top_n), dict(model.rpn._pre_nms_top_n)) == before
+    n = grads["out"].shape[0]
+    assert 2 * 16 + 4 < n <= 2 * (24 + 2)   # more than the detector's 16 proposals + gt
+    assert 0 < (grads["out"].abs().sum(1) > 0).sum().item() <= 2 * 3
+
+
+def test_ohem_settings_keep_the_original_ratio_in_every_profile():
+    from rlcv import params as P
+
+    params = P.load()
+    for profile in ("ci", "smoke", "paper"):
+        params.raw["profile"] = profile
+        ohem = vars(P.build_config(methods.METHODS["pgdet-ohem"].config,
+                                   params.method("pgdet-ohem"), "pgdet-ohem"))
+        std = vars(P.build_config(methods.METHODS["pgdet-standard"].config,
+                                  params.method("pgdet-standard"), "pgdet-standard"))
+        assert ohem["ohem_proposals"] == 2 * std["proposals"]
+        assert ohem["ohem_rois"] == max(round(ohem["ohem_proposals"] * 128 / 2000), 1)
+
+
 # ----------------------------------------------------------------------------- registry
 
 PG_ROWS = [name for name in methods.METHODS if name.startswith("pgdet-")]

@@ -11,6 +11,13 @@ Localization with Deep Reinforcement Learning"), alone and in EU-RL's pipeline.
   from the box regressor's boxes, in place of EU-RL's actor-critic; the pretrained
   DeepMask (never upgraded: Caicedo & Lazebnik's environment is fixed) segments its
   final box.
+- **Regress-DQN-Deepmask (EU-RL environment)** (`regress-dqn-deepmask-eurl`, beyond the
+  paper, issue 19): Regress-Agent-Deepmask with only the learner swapped: the same start
+  (regressor box, jittered), reward (Eq. 1 on 1 - mask IoU, `terminal_iou`), feedback
+  (DeepMask's output in the state, at DeepMask's crop size), environment upgrade (one
+  DeepMask step per batch of episodes on their last inputs, lr β) and episode budget,
+  with Caicedo & Lazebnik's DQN (replay, target network, guided ε-greedy) as the learner.
+  The suite question "actor-critic beats DQN" compares these two rows.
 
 The environment is the shared `rlcv.rl.boxenv.BoxEnv` with EU-RL's 9 actions.
 """
@@ -23,6 +30,7 @@ import torch
 
 from methods.eurl.deepmask import jitter_boxes
 from methods.eurl.regress import (
+    MaskIoULoss,
     as_float,
     box_scores,
     chain_nets,
@@ -34,7 +42,8 @@ from methods.eurl.regress import (
 from rlcv import engine
 from rlcv.models.agent_nets import QNet
 from rlcv.models.crops import full_boxes
-from rlcv.rl.boxenv import BoxEnv, BoxIoULoss, CaicedoReward
+from rlcv.rl.actor_critic import upgrade_environment
+from rlcv.rl.boxenv import BoxEnv, BoxIoULoss, CaicedoReward, EURLReward
 from rlcv.rl.dqn import DQNAgent, ReplayMemory, greedy, train_episodes
 
 
@@ -47,7 +56,16 @@ class DQNConfig:
     feedback: bool = False
     """Show the agent DeepMask's output too (Caicedo & Lazebnik's state has none)."""
     crop_size: int = 32
-    """Side of the agent's square crop of the box (pixels)."""
+    """Side of the agent's square crop of the box (pixels); with reward "eurl" the agent
+    sees DeepMask's crop, as the actor-critic does, and this is unused."""
+    reward: str = "caicedo"
+    """"caicedo" (box-IoU sign, trigger ±η at τ) or "eurl" (Eq. 1 on 1 - mask IoU)."""
+    terminal_iou: float = 0.5
+    """With reward "eurl": mask IoU above which terminating earns +1."""
+    upgrade: bool = False
+    """Upgrade DeepMask on the episodes' last inputs after each batch (EU-RL)."""
+    recog_lr: float = 3e-4
+    """DeepMask's learning rate β of that upgrade (Adam)."""
     episodes: int = 40
     """Batches of training episodes (one engine step each)."""
     batch_size: int = 32
@@ -97,15 +115,22 @@ class DQNConfig:
 
 
 def _env(cfg: dict, dm=None, crop_size: int = 0) -> BoxEnv:
-    """The box environment; DeepMask runs in it only when the agent sees its output."""
+    """The box environment; DeepMask runs in it only when the agent sees its output or
+    the reward is EU-RL's (on its mask)."""
     recognizer = None
-    if cfg["feedback"]:
+    eurl = cfg.get("reward", "caicedo") == "eurl"
+    if cfg.get("reward", "caicedo") not in ("caicedo", "eurl"):
+        raise ValueError(f"reward must be 'caicedo' or 'eurl', got {cfg['reward']!r}")
+    if cfg["feedback"] or eurl or cfg.get("upgrade"):
         if dm is None:
-            raise ValueError("feedback: true needs DeepMask, i.e. start: regressor")
+            raise ValueError("feedback, reward: eurl and upgrade need DeepMask, i.e. "
+                             "start: regressor")
         recognizer = deepmask_recognizer(dm, crop_size)
-    return BoxEnv(recognizer, BoxIoULoss(), CaicedoReward(cfg["eta"], cfg["tau"]),
-                  t_max=cfg["t_max"], crop_size=cfg["crop_size"], feedback=cfg["feedback"],
-                  history_len=cfg["history"])
+    loss, reward = ((MaskIoULoss(), EURLReward(0.1, 1 - cfg["terminal_iou"])) if eurl
+                    else (BoxIoULoss(), CaicedoReward(cfg["eta"], cfg["tau"])))
+    return BoxEnv(recognizer, loss, reward, t_max=cfg["t_max"],
+                  crop_size=None if eurl else cfg["crop_size"],
+                  feedback=cfg["feedback"], history_len=cfg["history"])
 
 
 def _parts(state: dict, cfg: dict, device):
@@ -133,6 +158,7 @@ def train_dqn(cfg: DQNConfig, data, run) -> str:
                 cfg.hidden, cfg.backbone).to(run.device)
     agent = DQNAgent(qnet, cfg.lr, cfg.gamma, cfg.replay_batch, cfg.target_every)
     memory = ReplayMemory(cfg.replay, cfg.history)
+    recog_opt = torch.optim.Adam(dm.parameters(), lr=cfg.recog_lr) if cfg.upgrade else None
     images = as_float(train["image"])
     starts = _starts(c, train["image"], reg, size)
     probe = slice(0, min(cfg.eval_images, val["image"].shape[0]))
@@ -154,6 +180,9 @@ def train_dqn(cfg: DQNConfig, data, run) -> str:
                            updates=cfg.updates, warmup=cfg.warmup)
         s["iou"] = 1 - s.pop("final_loss")
         s["epsilon"] = eps
+        if recog_opt is not None:   # EU-RL's upgrade, as the actor-critic rows do it
+            s["upgrade_loss"] = upgrade_environment(env.recognizer, recog_opt, env.crops,
+                                                    env.boxes, targets)
         return s
 
     def eval_fn() -> dict:
@@ -161,10 +190,13 @@ def train_dqn(cfg: DQNConfig, data, run) -> str:
         return {"iou": 1 - res["loss"].mean().item(), "return": res["returns"].mean().item(),
                 "length": res["steps"].float().mean().item()}
 
-    engine.fit(run, "dqn", {"agent": agent, "memory": memory}, cfg.episodes, step_fn, eval_fn,
-               cfg.eval_every)
+    objects = {"agent": agent, "memory": memory}
+    if recog_opt is not None:
+        objects.update(deepmask=dm, deepmask_opt=recog_opt)
+    engine.fit(run, "dqn", objects, cfg.episodes, step_fn, eval_fn, cfg.eval_every)
+    upgraded = {"upgraded": dm.state_dict()} if recog_opt is not None else {}
     return engine.save_checkpoint(run, cfg, q=qnet.state_dict(), obs_channels=env.obs_channels,
-                                  **state)
+                                  **upgraded, **state)
 
 
 def evaluate_dqn(ckpt: str, data) -> dict:
@@ -173,6 +205,8 @@ def evaluate_dqn(ckpt: str, data) -> dict:
     state = engine.load_checkpoint(ckpt)
     c = state["config"]
     reg, size, dm, crop_size = _parts(state, c, data.device)
+    if "upgraded" in state:   # the upgraded DeepMask serves the env and the final mask
+        dm.load_state_dict(state["upgraded"])
     env = _env(c, dm, crop_size)
     qnet = QNet(state["obs_channels"], c["history"] * env.n_actions, env.n_actions, c["width"],
                 c["hidden"], c["backbone"]).to(data.device)
@@ -182,5 +216,5 @@ def evaluate_dqn(ckpt: str, data) -> dict:
                  {"mask": val["mask"], "box": val["box"]})
     if dm is None:   # the localiser alone: box quality
         return box_scores(res["boxes"], val["box"])
-    # in the pipeline: the pretrained DeepMask, as it came from gt-bbox-deepmask
+    # in the pipeline: DeepMask as it came from gt-bbox-deepmask, or as upgraded
     return {"avg_iou": mask_score(dm, crop_size, val["image"], res["boxes"], val["mask"])}

@@ -167,7 +167,7 @@ def evaluate_rmpe(ckpt: str, data) -> dict:
 def _evaluate_rmpe(ckpt: str, data) -> dict:
     """Body of `evaluate_rmpe` (run with one torch thread)."""
     state = engine.load_checkpoint(ckpt)
-    cfg = state["config"]
+    cfg = state.get("rmpe_config", state["config"])   # the compute-matched control's: RMPE's
     val = data.load("val")
     images = as_float(val["image"])
     dets = detections(load_detector(state, images.shape[-1], data.device), images,

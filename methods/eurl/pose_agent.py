@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import torch
 
 from methods.eurl.deepmask import jitter_boxes
+from methods.eurl.matched import MatchedConfig, agent_config, fit_matched, upgrade_budget
 from methods.eurl.pose_data import (
     as_float,
     detections,
@@ -48,6 +49,7 @@ from methods.eurl.pose_data import (
     person_boxes,
     pose_targets,
     predict_from_heatmaps,
+    split_holdout,
     upsample_heatmaps,
 )
 from rlcv import engine
@@ -86,8 +88,9 @@ class PoseAgentConfig:
     """Discount factor γ."""
     entropy: float = 0.01
     """Weight of the policy-entropy bonus."""
-    epsilon: float = 1e-3
-    """Terminal threshold ε of Eq. 1 on the heatmap MSE (the paper's 1e-3 at 64x64 maps)."""
+    epsilon: float = 0.5
+    """Terminal threshold ε of Eq. 1 on the *relative* heatmap loss (`HeatmapLoss`: MSE
+    over the empty heatmap's MSE); terminating earns +1 when L < ε."""
     start_jitter: float = 0.1
     """Relative jitter of training start boxes (detections on training images are tighter
     than on held-out ones)."""
@@ -100,13 +103,24 @@ class PoseAgentConfig:
     eval_every: int = 10
     """Engine steps between greedy evaluations (train / val PCKh, Fig. 4c, d)."""
     plateau_patience: int = 0
-    """Evaluations without val improvement before the agent lr is divided by 5 (0: never)."""
+    """Evaluations without improvement of the held-out train people's PCKh before the agent
+    lr is divided by 5 (0: never)."""
 
 
 class HeatmapLoss:
     """L of Eq. 1: the last stack's heatmap MSE against the person's Gaussian targets
-    (joints cut off by the crop count with their whole mass), per episode; `targets`
-    holds `joints` (B, 16, 2) image pixels and `vis` (B, 16)."""
+    (joints cut off by the crop count with their whole mass), per episode, divided by the
+    MSE an all-zero heatmap would score against the same targets; `targets` holds
+    `joints` (B, 16, 2) image pixels and `vis` (B, 16).
+
+    Why relative (issue 19): the pixel-averaged MSE of an empty heatmap is tiny and
+    depends on the map size and σ (7.7e-4 at 64x64, σ = 1: below the paper's ε = 1e-3;
+    0.0276 at 16x16, σ = 1.5), so an absolute ε means something different in every
+    profile and an empty heatmap can earn the terminal +1. Relative, L = 1 is "no better
+    than predicting nothing" in every profile, and ε < 1 (params.yaml) is never met by an
+    empty heatmap. The intermediate ±0.1 only compares L before and after a move of the
+    same person's box; dividing by the empty-map loss of the new box's targets keeps
+    that comparison about how well the heatmaps fit the crop."""
 
     uses_output = True
 
@@ -115,7 +129,11 @@ class HeatmapLoss:
 
     def __call__(self, outputs, boxes: torch.Tensor, targets: dict) -> torch.Tensor:
         tg, w, out = pose_targets(self.arch, targets["joints"], targets["vis"], boxes)
-        return heatmap_mse(last(outputs), tg, w, out, stacks=1)
+        hm = last(outputs)
+        empty = heatmap_mse(torch.zeros_like(hm), tg, w, out, stacks=1)
+        # no annotated joint (test-time blank targets): L = 1, never a terminal +1
+        rel = heatmap_mse(hm, tg, w, out, stacks=1) / empty.clamp(min=1e-12)
+        return torch.where(empty > 0, rel, torch.ones_like(rel))
 
 
 def pose_recognizer(net, arch: dict) -> Recognizer:
@@ -226,7 +244,7 @@ def ablation_settings(cfg: PoseAgentConfig | dict) -> dict[str, dict]:
     return {label: {**base, **flip} for label, flip in ABLATIONS.items()}
 
 
-def _pipeline(run, data) -> dict:
+def pipeline(run, data) -> dict:
     """What every agent variant shares: RMPE's checkpoint, the people and their start
     boxes (the detection overlapping each person most) on train and val."""
     rmpe = engine.load_checkpoint(run.inputs["eurl-pose-rmpe"])
@@ -240,6 +258,12 @@ def _pipeline(run, data) -> dict:
                                             rc["max_dets"]), vp)
     return {"rmpe": rmpe, "images": images, "val_images": val_images, "tp": tp, "vp": vp,
             "starts": starts, "val_starts": val_starts, "val_ok": val_ok}
+
+
+def draw_people(pool: torch.Tensor, n: int, g: torch.Generator) -> torch.Tensor:
+    """`n` people drawn uniformly from the person indices `pool` with generator `g` (the
+    draw of the agent's episodes, and of its compute-matched control's steps)."""
+    return pool[torch.randint(pool.shape[0], (n,), generator=g).to(pool.device)]
 
 
 def _fit_variant(c: dict, run, sh: dict, phase: str) -> dict:
@@ -260,14 +284,15 @@ def _fit_variant(c: dict, run, sh: dict, phase: str) -> dict:
     recog_opt = torch.optim.Adam(net.parameters(), lr=c["recog_lr"])
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
         agent.opt, mode="max", factor=0.2, patience=max(c["plateau_patience"], 1))
-    probe = torch.arange(min(64, tp["image"].shape[0]))
+    trained, held = split_holdout(tp)   # the plateau is measured on `held`, never trained on
+    probe = trained[:64]
     tprobe = {k: v[probe] for k, v in tp.items()}
-    n = tp["image"].shape[0]
+    hprobe = {k: v[held] for k, v in tp.items()}
 
     def step_fn(step: int) -> dict:
         policy.train()
         g = engine.generator(run.seed, "agent", step)
-        idx = torch.randint(n, (c["batch_size"],), generator=g)
+        idx = draw_people(trained, c["batch_size"], g)
         boxes = jitter_boxes(starts[idx], c["start_jitter"], g)
         targets = {"joints": tp["joints"][idx], "vis": tp["vis"][idx]}
         return agent_step(env, agent, recog_opt, c, images[tp["image"][idx]], boxes,
@@ -278,8 +303,11 @@ def _fit_variant(c: dict, run, sh: dict, phase: str) -> dict:
                                           starts.new_ones(len(probe), dtype=torch.bool), arch),
                "val_pckh": _person_pckh(env, policy, sh["val_images"], sh["vp"],
                                         sh["val_starts"], sh["val_ok"], arch)}
-        if c["plateau_patience"]:
-            sched.step(out["val_pckh"])
+        if c["plateau_patience"] and held.numel():
+            out["holdout_pckh"] = _person_pckh(env, policy, images, hprobe, starts[held],
+                                               starts.new_ones(len(held), dtype=torch.bool),
+                                               arch)
+            sched.step(out["holdout_pckh"])
         return out
 
     objects = {"agent": policy, "opt": agent.opt, "pose": net, "pose_opt": recog_opt,
@@ -297,14 +325,14 @@ def _shared_state(sh: dict) -> dict:
 
 def train_agent(cfg: PoseAgentConfig, data, run) -> str:
     """Algorithm 1 on the MPII pipeline: agent + pose-network upgrade (one variant)."""
-    sh = _pipeline(run, data)
+    sh = pipeline(run, data)
     variant = _fit_variant(dict(vars(cfg)), run, sh, "agent")
     return engine.save_checkpoint(run, cfg, variants={"": variant}, **_shared_state(sh))
 
 
 def train_ablations(cfg: PoseAgentConfig, data, run) -> str:
     """Table 3's ablations (a), (b), (c), one engine phase each, from the full settings."""
-    sh = _pipeline(run, data)
+    sh = pipeline(run, data)
     variants = {label: _fit_variant(c, run, sh, f"agent_{label[1]}")
                 for label, c in ablation_settings(cfg).items()}
     return engine.save_checkpoint(run, cfg, variants=variants, **_shared_state(sh))
@@ -338,14 +366,37 @@ def _evaluate_variant(state: dict, variant: dict, val: dict, with_pckh: bool) ->
     d = dets["boxes"].shape[0]
     blank = {"joints": images.new_zeros(d, 16, 2),
              "vis": torch.zeros(d, 16, dtype=torch.bool, device=dev)}
+    stop0 = float("nan")
     if d:
         res = greedy(env, policy, images[dets["image"]], dets["boxes"], blank)
         joints, peaks = predict_from_heatmaps(last(res["outputs"]), res["boxes"], arch)
+        stop0 = (res["steps"] == 0).float().mean().item()
+        dets = {**dets, "boxes": res["boxes"]}   # pose NMS on the refined boxes
     else:
         joints, peaks = images.new_zeros(0, 16, 2), images.new_zeros(0, 16)
     out = multi_person_ap(val, dets, joints, peaks, PoseNMS(eta=rc["nms_eta"]))
+    # the share of evaluation episodes that terminate before moving the box (issue 19)
+    out["stop_at_step0"] = stop0
     if with_pckh:
         vp = people(val)
         starts, ok = _starts(dets, vp)
         out["pckh_total"] = _person_pckh(env, policy, images, vp, starts, ok, arch)
     return out
+
+
+def train_rmpe_matched(cfg: MatchedConfig, data, run) -> str:
+    """RMPE whose hourglass gets the `eurl-pose` agent's upgrade steps (on the people's
+    start boxes: the detection overlapping each most, as the agent starts)."""
+    agent = agent_config(cfg, run)
+    budget = upgrade_budget(agent)
+    sh = pipeline(run, data)
+    rmpe, tp = sh["rmpe"], sh["tp"]
+    net = load_pose_net(rmpe["pose"], rmpe["pose_arch"], run.device).eval()
+    fit_matched(run, pose_recognizer(net, rmpe["pose_arch"]), budget, sh["starts"],
+                agent.get("start_jitter", 0.0),
+                lambda idx: (sh["images"][tp["image"][idx]],
+                             {"joints": tp["joints"][idx], "vis": tp["vis"][idx]}),
+                pool=split_holdout(tp)[0])
+    state = {k: rmpe[k] for k in ("pose_arch", "detector", "detector_arch")}
+    return engine.save_checkpoint(run, cfg, matched_budget=budget, rmpe_config=rmpe["config"],
+                                  pose=net.state_dict(), **state)

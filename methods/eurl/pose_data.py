@@ -67,6 +67,22 @@ def people(split: dict) -> dict:
             "center": split["center"][valid].float(), "scale": split["scale"][valid].float()}
 
 
+HOLDOUT = 0.1
+"""Share of the training images whose people are held out of training to measure the
+learning-rate plateaus on (issue 19): the reported val split never steers training."""
+
+
+def split_holdout(p: dict, fraction: float = HOLDOUT) -> tuple[torch.Tensor, torch.Tensor]:
+    """(trained, held) person indices of training people `p`: the people of a fixed
+    seeded draw of `fraction` of the images (at least one when there are two or more)
+    are held out."""
+    n_img = int(p["image"].max()) + 1 if p["image"].numel() else 0
+    k = min(max(round(fraction * n_img), 1), n_img - 1) if n_img > 1 else 0
+    held_img = torch.randperm(n_img, generator=torch.Generator().manual_seed(0))[:k]
+    held = torch.isin(p["image"].cpu(), held_img).to(p["image"].device)
+    return (~held).nonzero()[:, 0], held.nonzero()[:, 0]
+
+
 def loose_boxes(center: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """Loose boxes: squares of side 200 x scale centred on `center` (MPII's objpos)."""
     half = 100.0 * scale
@@ -172,23 +188,27 @@ def fit_pose(run, phase: str, net: StackedHourglass, arch: dict, data, kind: str
 
     Logs PCKh on a fixed slice of train people (`train_pckh`) and on all val people
     (`val_pckh`), both on their own `kind` boxes (the curves of the paper's Fig. 4a, b);
-    the learning rate is divided by 5 when `val_pckh` plateaus (the paper's schedule).
+    the learning rate is divided by 5 when the PCKh of the held-out part of train
+    (`holdout_pckh`, `split_holdout`; never trained on) plateaus (the paper's schedule,
+    measured off the reported split).
     """
     train, val = data.load("train"), data.load("val")
     tp, vp = people(train), people(val)
     images, val_images = as_float(train["image"]), as_float(val["image"])
     boxes, val_boxes = person_boxes(kind, tp), person_boxes(kind, vp)
-    sl = torch.arange(min(probe, boxes.shape[0]))
+    trained, held = split_holdout(tp)
+    sl = trained[:probe]
     tprobe = {k: v[sl] for k, v in tp.items()}
+    hprobe = {k: v[held] for k, v in tp.items()}
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.2,
                                                        patience=max(patience, 1))
-    n = boxes.shape[0]
+    n = trained.shape[0]
 
     def step_fn(step: int) -> dict:
         net.train()
         g = engine.generator(run.seed, phase, step)
-        idx = torch.randint(n, (batch_size,), generator=g)
+        idx = trained[torch.randint(n, (batch_size,), generator=g).to(trained.device)]
         x, tg, w, out = training_batch(arch, images, tp, boxes, idx, jitter, g)
         loss = heatmap_mse(net(x), tg, w, out).mean()
         opt.zero_grad(set_to_none=True)
@@ -200,8 +220,10 @@ def fit_pose(run, phase: str, net: StackedHourglass, arch: dict, data, kind: str
         tj, _ = predict(net, arch, images, tprobe["image"], boxes[sl])
         vj, _ = predict(net, arch, val_images, vp["image"], val_boxes)
         out = {"train_pckh": pckh_total(tj, tprobe), "val_pckh": pckh_total(vj, vp)}
-        if patience:
-            sched.step(out["val_pckh"])
+        if patience and held.numel():
+            hj, _ = predict(net, arch, images, hprobe["image"], boxes[held])
+            out["holdout_pckh"] = pckh_total(hj, hprobe)
+            sched.step(out["holdout_pckh"])
         return out
 
     engine.fit(run, phase, {"net": net, "opt": opt, "sched": sched}, steps, step_fn, eval_fn,
@@ -295,19 +317,37 @@ def match_people(dets: dict, p: dict, min_iou: float = 0.0) -> torch.Tensor:
 def multi_person_ap(split: dict, dets: dict, joints: torch.Tensor, peaks: torch.Tensor,
                     nms: PoseNMS) -> dict:
     """Per-joint AP and Total (`rlcv.metrics.mpii_multi_person_ap`) of the poses `joints`
-    (D, 16, 2) estimated on detections `dets`, after pose NMS. A joint's score is its
-    heatmap peak times the box score; a pose's score is the mean of its joints'."""
+    (D, 16, 2) estimated on the boxes `dets["boxes"]` (the boxes the poses were estimated
+    on: refined by the agent where there is one), after pose NMS on those boxes. A joint's
+    score is its heatmap peak times the box score; a pose's score is the mean of its
+    joints'.
+
+    Scored as the MPII multi-person benchmark does, on the multi-person *groups* only: the
+    separated single people (`single` = 1) are no ground truth, and a pose whose box
+    centre falls outside the group's region (here the union of the group members' tight
+    boxes) is ignored rather than counted a false positive."""
     conf = peaks.clamp(min=0) * dets["scores"][:, None]
     preds, scores, gts, vis, heads = [], [], [], [], []
     for i in range(split["image"].shape[0]):
         sel = (dets["image"] == i).nonzero()[:, 0]
         keep = sel[nms(joints[sel], conf[sel], dets["boxes"][sel], conf[sel].mean(1))]
-        preds.append(joints[keep])
-        scores.append(conf[keep])
         n = int(split["num_people"][i])
         v = split["joints_vis"][i, :n].bool()
         ok = v.any(1)
-        gts.append(split["joints"][i, :n][ok].float())
+        if "single" in split:
+            ok &= split["single"][i, :n] == 0
+        gj = split["joints"][i, :n][ok].float()
+        if ok.any():
+            region = tight_boxes(gj, v[ok])
+            lo, hi = region[:, :2].amin(0), region[:, 2:].amax(0)
+            b = dets["boxes"][keep]
+            centre = (b[:, :2] + b[:, 2:]) / 2
+            keep = keep[((centre >= lo) & (centre <= hi)).all(1)]
+        else:
+            keep = keep[:0]
+        preds.append(joints[keep])
+        scores.append(conf[keep])
+        gts.append(gj)
         vis.append(v[ok])
         heads.append(split["head_boxes"][i, :n][ok].float())
     res = mpii_multi_person_ap(preds, scores, gts, vis, heads)

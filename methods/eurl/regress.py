@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from methods.eurl.deepmask import predict_masks
+from methods.eurl.matched import MatchedConfig, agent_config, fit_matched, upgrade_budget
 from rlcv import engine
 from rlcv.metrics import mask_iou
 from rlcv.models.boxnets import BoxRegressor, decode, encode, stn_crop
@@ -232,6 +233,25 @@ def evaluate_regress_deepmask(ckpt: str, data) -> dict:
     val = data.load("val")
     boxes = regress(reg, size, val["image"])
     return {"avg_iou": mask_score(dm, crop_size, val["image"], boxes, val["mask"])}
+
+
+# compute-matched control: Regress-Deepmask + the agent's upgrade steps (methods.eurl.matched)
+
+
+def train_regress_deepmask_matched(cfg: MatchedConfig, data, run) -> str:
+    """Regress-Deepmask whose DeepMask gets Regress-Agent-Deepmask's upgrade steps."""
+    agent = agent_config(cfg, run)
+    budget = upgrade_budget(agent)
+    train = data.load("train")
+    chain = load_chain(run)
+    reg, size, dm, crop_size = chain_nets(chain, run.device)
+    starts = regress(reg, size, train["image"])
+    images = as_float(train["image"])
+    fit_matched(run, deepmask_recognizer(dm, crop_size), budget, starts,
+                agent.get("start_jitter", 0.0),
+                lambda idx: (images[idx], {"mask": train["mask"][idx], "box": train["box"][idx]}))
+    chain["deepmask"] = dm.state_dict()
+    return engine.save_checkpoint(run, cfg, matched_budget=budget, **chain)
 
 
 # -------------------------------------------------------------- Regress-STN-Deepmask

@@ -98,6 +98,10 @@ class PGDetectorConfig:
     """Linear soft-NMS overlap threshold N_t."""
     ohem_nms: float = 0.7
     """OHEM's NMS threshold on loss-ranked RoIs."""
+    ohem_proposals: int = 0
+    """RPN proposals per image OHEM ranks (Shrivastava et al. 2016: 2000; 0: `proposals`)."""
+    ohem_rois: int = 0
+    """Hardest RoIs per image OHEM back-propagates (the original: 128; 0: `rois_per_image`)."""
     eval_every: int = 0
     """Steps between AP evaluations on a slice of val (0: at the end of each phase)."""
 
@@ -153,8 +157,19 @@ def _standard_loss(model, images, targets, cfg, g) -> tuple[torch.Tensor, dict]:
 
 
 def _ohem_loss(model, images, targets, cfg, g) -> tuple[torch.Tensor, dict]:
-    """OHEM: per-RoI loss over all RoIs, the `rois_per_image` hardest after NMS 0.7 train."""
-    out = roi_outputs(model, images, targets, sample=False)
+    """OHEM (Shrivastava et al. 2016): the per-RoI loss over all `ohem_proposals` RoIs of
+    an image, the `ohem_rois` hardest after NMS 0.7 train (the original: 128 of 2000)."""
+    pre, post = model.rpn._pre_nms_top_n, model.rpn._post_nms_top_n
+    saved = dict(pre), dict(post)
+    if cfg.ohem_proposals:   # the RPN keeps more proposals for OHEM to rank (training only)
+        post["training"] = cfg.ohem_proposals
+        pre["training"] = max(pre["training"], 2 * cfg.ohem_proposals)
+    try:
+        out = roi_outputs(model, images, targets, sample=False)
+    finally:
+        pre.update(saved[0])
+        post.update(saved[1])
+    keep = cfg.ohem_rois or cfg.rois_per_image
     logits, labels = out["class_logits"], torch.cat(out["labels"]).clamp(min=0)
     reg = out["box_regression"].reshape(logits.shape[0], -1, 4)
     fg = labels > 0
@@ -165,7 +180,7 @@ def _ohem_loss(model, images, targets, cfg, g) -> tuple[torch.Tensor, dict]:
     hard, start = [], 0
     for rois in out["rois"]:
         n = rois.shape[0]
-        pick = ohem_select(rois, (ce + l1)[start:start + n], cfg.rois_per_image, cfg.ohem_nms)
+        pick = ohem_select(rois, (ce + l1)[start:start + n], keep, cfg.ohem_nms)
         hard.append(pick + start)
         start += n
     hard = torch.cat(hard)
@@ -174,19 +189,25 @@ def _ohem_loss(model, images, targets, cfg, g) -> tuple[torch.Tensor, dict]:
 
 
 def _pg_loss(model, images, targets, cfg, g) -> tuple[torch.Tensor, dict]:
-    """Algorithm 1, steps 4-9: candidates of the sampled RoIs, r(b) - r' per candidate,
-    Eq. 10 on the logits, smooth L1 box loss unchanged."""
-    out = roi_outputs(model, images, targets)
-    logits, labels = out["class_logits"], torch.cat(out["labels"])
-    _, box = fastrcnn_loss(logits, out["box_regression"], out["labels"],
+    """Algorithm 1, steps 4-9. The reward is computed over the candidates the final NMS
+    sees at inference: the RPN's post-NMS proposals of each image, classified and decoded
+    by the box head, no ground-truth box among them (issue 19); r(b) - r' per candidate
+    drives Eq. 10's policy term on their logits. The sampled training RoIs (ground truth
+    added, 1:3) keep Eq. 10's γ cross-entropy term and the smooth L1 box loss; the RPN's
+    losses are unchanged."""
+    out = roi_outputs(model, images, targets, candidates=True)
+    _, box = fastrcnn_loss(out["class_logits"], out["box_regression"], out["labels"],
                            out["regression_targets"])
+    ce = F.cross_entropy(out["class_logits"], torch.cat(out["labels"]))
+    cand = out["candidates"]
+    logits, labels = cand["class_logits"], torch.cat(cand["labels"])
     t0 = time.perf_counter()
     with torch.no_grad():
         probs = F.softmax(logits.detach(), -1)
-        # Eq. 7: a foreground RoI is its gt class; a background RoI would be reported as
-        # its best foreground class, so that is the action whose selection is scored
+        # Eq. 7: a foreground candidate is its gt class; a background one would be reported
+        # as its best foreground class, so that is the action whose selection is scored
         actions = torch.where(labels > 0, labels, probs[:, 1:].argmax(1) + 1)
-        boxes = decode_candidates(model, out["box_regression"], out["rois"],
+        boxes = decode_candidates(model, cand["box_regression"], cand["rois"],
                                   out["image_sizes"], actions)
         scores = probs.gather(1, actions[:, None])[:, 0]
         sizes = [b.shape[0] for b in boxes]
@@ -198,12 +219,13 @@ def _pg_loss(model, images, targets, cfg, g) -> tuple[torch.Tensor, dict]:
         res = batch_advantages(cands, cfg.k, g, heads.nms_thresh, heads.score_thresh)
     reward_s = time.perf_counter() - t0
     adv = torch.cat([r["advantage"] for r in res]).to(logits.device)
-    cls = pg_logit_loss(logits, actions, adv, cfg.gamma, labels)
+    cls = pg_logit_loss(logits, actions, adv) + cfg.gamma * ce
     loss = cls + box + sum(out["rpn_losses"].values())
     return loss, {"cls": cls.item(), "box": box.item(),
                   "r_nms": sum(r["baseline"] for r in res) / len(res),
                   "r_sampled": sum(float(r["rewards"].mean()) for r in res) / len(res),
                   "adv_nonzero": float((adv != 0).float().mean()),
+                  "candidates": float(sum(sizes)) / len(sizes),
                   "reward_ms": 1000 * reward_s}
 
 

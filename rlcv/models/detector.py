@@ -150,7 +150,7 @@ def build_detector(backbone: str = "small", fpn: bool = False, num_classes: int 
 
 
 def roi_outputs(model: FasterRCNN, images: list[torch.Tensor], targets: list[dict],
-                sample: bool = True) -> dict:
+                sample: bool = True, candidates: bool = False) -> dict:
     """The training forward up to the box head, for a custom classification loss.
 
     Runs the transform, backbone and RPN (with its losses), labels the RoIs as
@@ -160,6 +160,11 @@ def roi_outputs(model: FasterRCNN, images: list[torch.Tensor], targets: list[dic
     Returns `rpn_losses`, `rois` (list per image, transformed frame), `labels`,
     `regression_targets`, `gt_index` (matched gt per RoI, -1 for background),
     `class_logits`, `box_regression`, `image_sizes` and the transformed `targets`.
+
+    `candidates=True` also runs the box head on the RPN's post-NMS proposals themselves,
+    without ground-truth boxes added and unsampled: the candidates the final NMS sees at
+    inference. They come as `candidates`: `rois`, `labels` (assigned as above, used to
+    name each candidate's class, never added as boxes), `class_logits`, `box_regression`.
     """
     heads = model.roi_heads
     batch, targets = model.transform(images, targets)
@@ -179,10 +184,19 @@ def roi_outputs(model: FasterRCNN, images: list[torch.Tensor], targets: list[dic
     match = [torch.where(lab > 0, i, -1) for i, lab in zip(idx, labels, strict=True)]
     pooled = heads.box_roi_pool(features, rois, batch.image_sizes)
     class_logits, box_regression = heads.box_predictor(heads.box_head(pooled))
-    return {"rpn_losses": rpn_losses, "rois": rois, "labels": labels,
-            "regression_targets": reg, "gt_index": match, "class_logits": class_logits,
-            "box_regression": box_regression, "image_sizes": batch.image_sizes,
-            "targets": targets}
+    out = {"rpn_losses": rpn_losses, "rois": rois, "labels": labels,
+           "regression_targets": reg, "gt_index": match, "class_logits": class_logits,
+           "box_regression": box_regression, "image_sizes": batch.image_sizes,
+           "targets": targets}
+    if candidates:
+        props = [p.detach() for p in proposals]
+        _, cand_labels = heads.assign_targets_to_proposals(
+            props, gt_boxes, [t["labels"] for t in targets])
+        cand_pooled = heads.box_roi_pool(features, props, batch.image_sizes)
+        logits, regression = heads.box_predictor(heads.box_head(cand_pooled))
+        out["candidates"] = {"rois": props, "labels": cand_labels, "class_logits": logits,
+                             "box_regression": regression}
+    return out
 
 
 def decode_candidates(model: FasterRCNN, box_regression: torch.Tensor,

@@ -11,9 +11,13 @@ Algorithm 1 (training), batched over B episodes that run side by side in a `BoxE
   last step").
 
 The policy gradient never reaches the recognition network: the env computes s^R under
-`no_grad`, so the policy sees it as a constant. `backprop_policy=True` recomputes s^R with
-gradient and lets the policy loss train the recognition network too, the paper's
-ablation (c) of Table 3 ("back-propagate policy gradient").
+`no_grad`, so the policy sees it as a constant. `backprop_policy=True` is the paper's
+ablation (c) of Table 3 ("back-propagate policy gradient"): s^R is recomputed with
+gradient and the *policy term alone* (not the value loss, not the entropy bonus) is
+back-propagated into the recognition network (`policy_grad_to_recognizer`); its gradient
+is summed over the episode's steps, clipped to the agent's norm, and applied in one
+recognition step per batch of episodes (together with the upgrade's gradient when the
+environment is upgraded), so ablation (c) takes as many recognition steps as the full model.
 
 Algorithm 2 (inference) is `greedy`: the most probable action until terminate or the
 step limit; the last recognition output is the prediction.
@@ -67,15 +71,36 @@ def sample_actions(logits: torch.Tensor, g: torch.Generator) -> torch.Tensor:
 
 
 def upgrade_environment(recognizer: Recognizer, opt: torch.optim.Optimizer, crops: torch.Tensor,
-                        boxes: torch.Tensor, targets: dict) -> float:
-    """Algorithm 1's last line: one supervised step of f on the episodes' last inputs."""
+                        boxes: torch.Tensor, targets: dict, extra_grads=None) -> float:
+    """Algorithm 1's last line: one supervised step of f on the episodes' last inputs;
+    `extra_grads` (one tensor or None per parameter, ablation (c)) join that step."""
     recognizer.net.train()
     loss = recognizer.train_loss(recognizer.net(crops), boxes, targets)
     opt.zero_grad(set_to_none=True)
     loss.backward()
+    _add_grads(recognizer.net, extra_grads)
     opt.step()
     recognizer.net.eval()
     return loss.item()
+
+
+def _add_grads(net: nn.Module, grads) -> None:
+    for p, g in zip(net.parameters(), grads or (), strict=False):
+        if g is not None:
+            p.grad = g.clone() if p.grad is None else p.grad + g
+
+
+def policy_grad_to_recognizer(agent: TDActorCritic, env: BoxEnv, idx: torch.Tensor,
+                              actions: torch.Tensor, td: torch.Tensor) -> list:
+    """Ablation (c): the gradient of the policy term -log π(a|s)·E alone with respect to
+    the recognition network's parameters, s^R recomputed with gradient on the crops of
+    episodes `idx` (one entry per parameter, None where it does not depend on it)."""
+    rec = env.recognizer
+    params = list(rec.net.parameters())
+    logits, _ = agent.net(env.compose(env.crops[idx], rec.net(env.crops[idx])))
+    logp = F.log_softmax(logits, 1).gather(1, actions[:, None])[:, 0]
+    policy = -(logp * td.detach()).mean()
+    return list(torch.autograd.grad(policy, params, allow_unused=True))
 
 
 def train_episodes(env: BoxEnv, agent: TDActorCritic, images: torch.Tensor, boxes: torch.Tensor,
@@ -93,13 +118,11 @@ def train_episodes(env: BoxEnv, agent: TDActorCritic, images: torch.Tensor, boxe
     n = images.shape[0]
     ret = torch.zeros(n, device=images.device)
     td_abs, updates = 0.0, 0
+    rec_grads = None   # ablation (c): the policy term's gradient into θ_r, summed over steps
     while env.active.any():
         idx = env.active.nonzero()[:, 0]
-        if backprop_policy:   # ablation (c): s^R recomputed with gradient into θ_r
-            x = env.compose(env.crops[idx], rec.net(env.crops[idx]))
-        else:                 # s^R came from the env under no_grad: a constant to the policy
-            x = obs[idx]
-        logits, values = agent.net(x)
+        # s^R came from the env under no_grad: a constant to the agent's own loss
+        logits, values = agent.net(obs[idx])
         acts = sample_actions(logits.detach(), g)
         actions = torch.full((n,), TERMINATE, dtype=torch.long, device=images.device)
         actions[idx] = acts
@@ -108,23 +131,34 @@ def train_episodes(env: BoxEnv, agent: TDActorCritic, images: torch.Tensor, boxe
             _, next_values = agent.net(res.obs[idx])
         loss, td = agent.loss(logits, values, acts, res.reward[idx], next_values,
                               res.terminated[idx])
+        if backprop_policy:   # before the agent's step: the same π that acted
+            grads = policy_grad_to_recognizer(agent, env, idx, acts, td)
+            rec_grads = grads if rec_grads is None else [
+                a if b is None else (b if a is None else a + b)
+                for a, b in zip(rec_grads, grads, strict=True)]
         agent.opt.zero_grad(set_to_none=True)
-        if backprop_policy:
-            recognizer_opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(agent.net.parameters(), agent.grad_clip)
         agent.opt.step()
-        if backprop_policy:
-            recognizer_opt.step()
         ret += res.reward
         td_abs += td.abs().mean().item()
         updates += 1
         obs = res.obs
     stats = {"return": ret.mean().item(), "final_loss": env.loss.mean().item(),
              "length": env.t.float().mean().item(), "td_error": td_abs / max(updates, 1)}
+    if rec_grads is not None:   # clipped like the agent's gradient
+        norm = torch.linalg.vector_norm(torch.stack(
+            [torch.linalg.vector_norm(g) for g in rec_grads if g is not None]))
+        scale = min(1.0, agent.grad_clip / (norm.item() + 1e-6))
+        rec_grads = [None if g is None else g * scale for g in rec_grads]
+        stats["policy_grad_norm"] = norm.item()
     if upgrade and recognizer_opt is not None:
         stats["upgrade_loss"] = upgrade_environment(rec, recognizer_opt, env.crops, env.boxes,
-                                                    targets)
+                                                    targets, rec_grads)
+    elif rec_grads is not None:   # no upgrade: the policy gradient's own step, once
+        recognizer_opt.zero_grad(set_to_none=True)
+        _add_grads(rec.net, rec_grads)
+        recognizer_opt.step()
     return stats
 
 
