@@ -137,7 +137,15 @@ def cmd_train(args) -> None:
 
     engine.device()   # a bad RLCV_DEVICE fails here, once, before any import or worker
     params = P.load(args.params)
+    if args.profile:
+        params.raw["profile"] = args.profile
     row = methods.get(args.row)
+    if args.dry_run:
+        from rlcv.dryrun import dry_run
+
+        engine.set_threads()
+        print(dry_run(params, [row.name])[0]["line"])
+        return
     values = params.method(row.name)
     cfg = P.build_config(row.config, values, f"{params.path} methods.{row.name}")
     _check_seeds(args.seed)
@@ -317,6 +325,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--checkpoint-every", type=_positive, default=50,
                    help="steps between checkpoints")
     s.add_argument("--fresh", action="store_true", help="discard earlier checkpoints")
+    s.add_argument("--profile", choices=P.PROFILES, help="the profile whose settings to use "
+                   "(default: params.yaml's, or $RLCV_PROFILE)")
+    s.add_argument("--dry-run", action="store_true", help="build the row's models and "
+                   "optimizers as the profile configures them, run two steps and one "
+                   "evaluation on tiny synthetic data in a temporary folder; writes nothing")
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("evaluate", help="score a trained row with rlcv.metrics")

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.models.detection.roi_heads import fastrcnn_loss
 
-from rlcv import engine
+from rlcv import engine, optim
 from rlcv import io as rio
 from rlcv.metrics import coco_eval
 from rlcv.models.detector import build_detector, decode_candidates, detect, greedy_nms, roi_outputs
@@ -45,7 +45,7 @@ from rlcv.rl.reinforce import batch_advantages, pg_logit_loss
 
 METRICS = {"AP": "ap", "AP50": "ap50", "AP75": "ap75", "APs": "aps", "APm": "apm", "APl": "apl"}
 ARCH = ("backbone", "fpn", "width", "head_dim", "roi_size", "anchor_sizes", "proposals",
-        "rois_per_image", "num_classes")
+        "rois_per_image", "num_classes", "weights")
 
 
 @dataclass
@@ -53,7 +53,10 @@ class PGDetectorConfig:
     """Settings of the policy-gradient detector rows (architecture, base, fine-tuning)."""
 
     backbone: str = "small"
-    """'small' (CPU-sized CNN) or 'resnet101' (the paper's; weights=None)."""
+    """'small' (CPU-sized CNN) or 'resnet101' (the paper's)."""
+    weights: str = "none"
+    """resnet101's pretrained weights (torchvision name; BN and stages 1-2 then frozen)
+    or "none" (random, nothing frozen)."""
     fpn: bool = False
     """Faster R-CNN with a feature pyramid (the paper's 'with FPN' rows)."""
     width: int = 16
@@ -75,11 +78,19 @@ class PGDetectorConfig:
     base_steps: int = 600
     """Steps of standard training of the base detector (standard rows only)."""
     base_lr: float = 2e-3
-    """AdamW learning rate of the base training (constant)."""
+    """Learning rate of the base training (constant but for `base_milestones`)."""
+    base_milestones: tuple[int, ...] = ()
+    """Base-training steps at which its rate is divided by 10 (the paper: 50k, 65k)."""
+    optimizer: str = "adamw"
+    """'adamw' or 'sgd' (the paper's, with `momentum`; rlcv.optim)."""
+    momentum: float = 0.9
+    """SGD momentum."""
+    weight_decay: float = 1e-4
+    """Weight decay."""
     steps: int = 100
     """Fine-tuning steps from the base (same for standard, OHEM and ours)."""
     lr: float = 1e-3
-    """Fine-tuning AdamW learning rate (continuing the base's optimizer state)."""
+    """Fine-tuning learning rate (continuing the base's optimizer state)."""
     decay_at: float = 2 / 3
     """Fraction of the fine-tuning after which its rate drops 10x (the paper: 15k of 22.5k)."""
     loss: str = "standard"
@@ -107,10 +118,13 @@ def _arch(cfg) -> dict:
     return {k: (list(src[k]) if k == "anchor_sizes" else src[k]) for k in ARCH}
 
 
-def _model(arch: dict, image_size: int):
+def _model(arch: dict, image_size: int, load: bool = False):
+    """The detector of `arch`; its pretrained weights loaded only when `load` (training
+    from scratch; a checkpoint's weights replace them otherwise)."""
     return build_detector(arch["backbone"], arch["fpn"], arch["num_classes"], image_size,
                           arch["width"], arch["head_dim"], arch["roi_size"],
-                          tuple(arch["anchor_sizes"]), arch["proposals"], arch["rois_per_image"])
+                          tuple(arch["anchor_sizes"]), arch["proposals"], arch["rois_per_image"],
+                          weights=arch.get("weights", "none"), load=load)
 
 
 def _image_size(data) -> int:
@@ -245,12 +259,13 @@ def coco_scores(model, val: dict, gt: dict, nms_cfg: dict, index=None) -> dict:
 
 
 def _fit(cfg: PGDetectorConfig, data, run, model, phase: str, steps: int, lr: float,
-         loss: str, opt_state: dict | None = None, decay_at: float = 1.0):
-    """Train `model` for `steps` with loss `loss` (AdamW at `lr`, 10x lower from
-    `decay_at` of the phase on); `opt_state` continues a previous phase's optimizer.
-    Returns the optimizer."""
+         loss: str, opt_state: dict | None = None, decay_at: float = 1.0,
+         milestones: tuple[int, ...] = ()):
+    """Train `model` for `steps` with loss `loss` (`cfg.optimizer` at `lr`, 10x lower from
+    `decay_at` of the phase on, and at each of `milestones`); `opt_state` continues a
+    previous phase's optimizer. Returns the optimizer."""
     train, val, gt = data.load("train"), data.load("val"), _val_gt(data)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    opt = optim.build(cfg.optimizer, model.parameters(), lr, cfg.momentum, cfg.weight_decay)
     if opt_state is not None:
         opt.load_state_dict(opt_state)
     probe = range(min(32, val["image"].shape[0]))
@@ -258,8 +273,9 @@ def _fit(cfg: PGDetectorConfig, data, run, model, phase: str, steps: int, lr: fl
 
     def step_fn(step: int) -> dict:
         model.train()
+        drops = (step >= decay_at * steps) + sum(step >= m for m in milestones)
         for group in opt.param_groups:
-            group["lr"] = lr * (0.1 if step >= decay_at * steps else 1.0)
+            group["lr"] = lr * 0.1**drops
         g = engine.generator(run.seed, phase, step)
         images, targets = _batch(train, cfg.batch_size, g)
         t0 = time.perf_counter()
@@ -281,8 +297,9 @@ def train_standard(cfg: PGDetectorConfig, data, run) -> Path:
     """Train the base detector, then continue the standard loss for `steps` (the control
     every fine-tuned row is compared with); the checkpoint keeps the final weights and
     the base weights with their optimizer state, which the fine-tuned rows continue."""
-    model = _model(_arch(cfg), _image_size(data)).to(run.device)
-    opt = _fit(cfg, data, run, model, "base", cfg.base_steps, cfg.base_lr, "standard")
+    model = _model(_arch(cfg), _image_size(data), load=True).to(run.device)
+    opt = _fit(cfg, data, run, model, "base", cfg.base_steps, cfg.base_lr, "standard",
+               milestones=cfg.base_milestones)
     base = {k: v.detach().clone() for k, v in model.state_dict().items()}
     base_opt = copy.deepcopy(opt.state_dict())
     _fit(cfg, data, run, model, "finetune", cfg.steps, cfg.lr, "standard", base_opt,
