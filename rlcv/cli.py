@@ -218,13 +218,33 @@ def _evaluate_seed(params: P.Params, row, seed: int) -> None:
     record = {
         "row": row.name, "seed": seed, "profile": profile,
         "data": data.manifest.get("data") or _data_kind(profile), "dataset": row.data,
-        "tables": dict(row.tables), "metrics": values, **engine.device_record(dev),
+        "tables": dict(row.tables), "metrics": values, "weights": weights_used(params, row),
+        **engine.device_record(dev),
     }
     out = result_dir(row.name, seed) / "metrics.json"
     rio.write_json(out, record)
     shown = " ".join(f"{k}={v:.4f}" for k, v in values.items())
     print(f"RLCV_METRICS {json.dumps(record, sort_keys=True)}")
     print(f"evaluated {row.name} seed {seed}: {shown} -> {out}")
+
+
+def weights_used(params: P.Params, row) -> str:
+    """The pretrained weights a row's run starts from, its own and its requirements'
+    (settings `weights`, `*_weights`), joined by "+"; "none": random initialisation."""
+    import methods
+    from rlcv.dryrun import weight_keys
+
+    names, todo, done = [], [row.name], set()
+    while todo:
+        name = todo.pop(0)
+        if name in done:
+            continue
+        done.add(name)
+        values = params.method(name)
+        names += [str(values[k]) for k in weight_keys(values)
+                  if str(values[k]).lower() != "none" and str(values[k]) not in names]
+        todo += list(methods.get(name).requires)
+    return "+".join(names) or "none"
 
 
 def _check_checkpoint(params: P.Params, row, seed: int, ckpt: Path) -> None:

@@ -4,17 +4,20 @@ synthetic dataset in the official layout, in a temporary folder (nothing is writ
 data/, runs/ or results/).
 
 What the dry run shrinks, and nothing else: the dataset (the `ci` profile's synthetic
-set, so images are small), the budget (steps, episodes, batch sizes, replay sizes,
-evaluation counts, episode length), the detectors' sample counts (proposals, RoIs per
-image: they size no layer) and the crop sizes the methods cut from those images
-(`crop_size`, `input_size`: at most 64 px). Architectures, optimizers, schedules, learning
-rates and every other setting are the profile's. Pretrained weights whose file is not in
-the torch hub cache are replaced by a random initialisation (`weights none` in the line).
+set, so images are small); the budget (the row's own `steps`/`episodes` to 2, its other
+phases' `*_steps` and warm-ups to 1, batch sizes to 2, replay sizes, episode length, no
+periodic evaluation: the row's `evaluate` is the one evaluation); the detectors' sample
+counts (proposals, RoIs per image: they size no layer); and the crops the methods cut
+from the small images (`crop_size`, `input_size`: at most 64 px). Architectures,
+optimizers, schedules, learning rates and every other setting are the profile's.
+Pretrained weights whose file is not in the torch hub cache are replaced by a random
+initialisation (`weights none` in the line).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import tempfile
 from dataclasses import dataclass, field
@@ -24,9 +27,10 @@ import torch
 
 from rlcv import params as P
 
-_STEPS = re.compile(r"^(steps|episodes|warmup|critic_warmup|(?!max_|table_)\w+_steps)$")
+_STEPS = re.compile(r"^(steps|episodes)$")
+_PHASES = re.compile(r"^(warmup|critic_warmup|(?!max_|table_)\w+_steps)$")
 _BATCH = re.compile(r"^(batch_size|\w+_batch)$")
-_SMALL = {"eval_images": 2, "replay": 16, "t_max": 3, "eval_every": 2, "proposals": 16,
+_SMALL = {"eval_images": 2, "replay": 16, "t_max": 3, "eval_every": 0, "proposals": 16,
           "det_proposals": 16, "rois_per_image": 8}
 _CROP = {"crop_size": 64, "input_size": 64}
 
@@ -39,6 +43,8 @@ def shrink(values: dict) -> dict:
             continue
         if _STEPS.match(key):
             out[key] = min(value, 2)
+        elif _PHASES.match(key):
+            out[key] = min(value, 1)
         elif _BATCH.match(key):
             out[key] = min(value, 2)
         elif key in _SMALL:
@@ -180,6 +186,8 @@ def dry_run(params: P.Params, rows: list[str], device=None) -> list[dict]:
     from rlcv import engine
 
     dev = torch.device(device) if device is not None else engine.device()
-    with tempfile.TemporaryDirectory(prefix="rlcv-dry-") as tmp:
+    shm = Path("/dev/shm")   # checkpoints of paper-sized models: RAM, when there is one
+    where = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
+    with tempfile.TemporaryDirectory(prefix="rlcv-dry-", dir=where) as tmp:
         session = DryRun(params, Path(tmp), dev)
         return [session.check(r) for r in rows]

@@ -72,3 +72,23 @@ def test_wrong_keys_are_refused(hub):
                pretrained.cache_file(NAME))
     with pytest.raises(pretrained.WeightsError, match="bogus.weight"):
         PolicyValueNet(in_ch=4, backbone="resnet18", weights=NAME)
+
+
+def test_runs_record_their_weights_and_tables_say_random_init(repo):
+    import methods
+    from rlcv import params as P
+    from rlcv.cli import weights_used
+    from rlcv.report.tables import weights_line
+
+    params = P.load(repo / "params.yaml")
+    params.raw["profile"] = "paper"
+    assert weights_used(params, methods.get("regress-agent-deepmask")) == NAME
+    # a row's requirements count: the pose agent starts from RMPE's SSD trunk
+    pose = weights_used(params, methods.get("eurl-pose")).split("+")
+    assert set(pose) == {NAME, "VGG16_Weights.IMAGENET1K_FEATURES"}
+    params.raw["profile"] = "smoke"
+    assert weights_used(params, methods.get("regress-agent-deepmask")) == "none"
+    assert "RANDOM INITIALISATION" in weights_line(["none"])
+    mixed = weights_line(["none", NAME])
+    assert NAME in mixed and "RANDOM INITIALISATION" in mixed
+    assert "RANDOM" not in weights_line([NAME])
