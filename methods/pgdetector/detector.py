@@ -39,6 +39,7 @@ from torchvision.models.detection.roi_heads import fastrcnn_loss
 from rlcv import engine, optim
 from rlcv import io as rio
 from rlcv.metrics import coco_eval
+from rlcv.models import detector as frcnn
 from rlcv.models.detector import build_detector, decode_candidates, detect, greedy_nms, roi_outputs
 from rlcv.models.nms import ohem_select, soft_nms
 from rlcv.rl.reinforce import batch_advantages, pg_logit_loss
@@ -55,8 +56,7 @@ class PGDetectorConfig:
     backbone: str = "small"
     """'small' (CPU-sized CNN) or 'resnet101' (the paper's)."""
     weights: str = "none"
-    """resnet101's pretrained weights (torchvision name; BN and stages 1-2 then frozen)
-    or "none" (random, nothing frozen)."""
+    """resnet101's pretrained weights (BN and stages 1-2 then frozen) or "none" (random)."""
     fpn: bool = False
     """Faster R-CNN with a feature pyramid (the paper's 'with FPN' rows)."""
     width: int = 16
@@ -71,8 +71,8 @@ class PGDetectorConfig:
     """RPN proposals kept after its NMS, per image (train and test)."""
     rois_per_image: int = 32
     """RoIs per image for the box head, 1:3 positives to negatives (OHEM: the B hardest)."""
-    num_classes: int = 7
-    """Detector classes including the background (category ids 1..6)."""
+    num_classes: int | None = None
+    """Classes including the background; None: the annotation file's categories + 1."""
     batch_size: int = 8
     """Images per step."""
     base_steps: int = 600
@@ -113,14 +113,15 @@ class PGDetectorConfig:
     """Steps between AP evaluations on a slice of val (0: at the end of each phase)."""
 
 
-def _arch(cfg) -> dict:
+def _arch(cfg, gt: dict) -> dict:
     src = asdict(cfg) if hasattr(cfg, "__dataclass_fields__") else cfg
-    return {k: (list(src[k]) if k == "anchor_sizes" else src[k]) for k in ARCH}
+    arch = {k: (list(src[k]) if k == "anchor_sizes" else src[k]) for k in ARCH}
+    arch["num_classes"] = arch["num_classes"] or len(frcnn.class_ids(gt)) + 1
+    return arch
 
 
 def _model(arch: dict, image_size: int, load: bool = False):
-    """The detector of `arch`; its pretrained weights loaded only when `load` (training
-    from scratch; a checkpoint's weights replace them otherwise)."""
+    """The detector of `arch`, its pretrained weights loaded when `load` (a new run)."""
     return build_detector(arch["backbone"], arch["fpn"], arch["num_classes"], image_size,
                           arch["width"], arch["head_dim"], arch["roi_size"],
                           tuple(arch["anchor_sizes"]), arch["proposals"], arch["rois_per_image"],
@@ -135,20 +136,21 @@ def _image(x: torch.Tensor) -> torch.Tensor:
     return x.float() / 255.0
 
 
-def _target(split: dict, i: int) -> dict:
-    """Training target of sample i: non-crowd, non-degenerate boxes and their labels."""
+def _target(split: dict, i: int, lut: torch.Tensor) -> dict:
+    """Training target of sample i: non-crowd, non-degenerate boxes and their classes."""
     b = split["boxes"][i]
     keep = (split["iscrowd"][i] == 0) & (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])
-    return {"boxes": b[keep].float(), "labels": split["labels"][i][keep].long()}
+    labels = split["labels"][i][keep].long()
+    return {"boxes": b[keep].float(), "labels": lut.to(labels.device)[labels]}
 
 
-def _batch(train: dict, n: int, g: torch.Generator) -> tuple[list, list]:
+def _batch(train: dict, n: int, g: torch.Generator, lut: torch.Tensor) -> tuple[list, list]:
     """A random batch (with replacement) with random horizontal flips."""
     idx = torch.randint(train["image"].shape[0], (n,), generator=g).tolist()
     flips = (torch.rand(n, generator=g) < 0.5).tolist()
     images, targets = [], []
     for i, flip in zip(idx, flips, strict=True):
-        img, t = _image(train["image"][i]), _target(train, i)
+        img, t = _image(train["image"][i]), _target(train, i, lut)
         if flip:
             w = img.shape[-1]
             img = img.flip(-1)
@@ -249,7 +251,9 @@ def coco_scores(model, val: dict, gt: dict, nms_cfg: dict, index=None) -> dict:
     index = list(index)
     dets = detect(model, [_image(val["image"][i]) for i in index], _nms_fn(nms_cfg))
     ids = [int(val["image_id"][i]) for i in index]
-    dt = [{"image_id": iid, "category_id": int(c), "score": float(s),
+    cats = frcnn.class_ids(gt)   # detector class k -> the file's category id
+    dt = [{"image_id": iid, "category_id": cats[c - 1] if 0 < c <= len(cats) else c,
+           "score": float(s),
            "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])]}
           for iid, d in zip(ids, dets, strict=True)
           for b, s, c in zip(d["boxes"].tolist(), d["scores"].tolist(), d["labels"].tolist(),
@@ -266,6 +270,7 @@ def _fit(cfg: PGDetectorConfig, data, run, model, phase: str, steps: int, lr: fl
     previous phase's optimizer. Returns the optimizer."""
     train, val, gt = data.load("train"), data.load("val"), _val_gt(data)
     opt = optim.build(cfg.optimizer, model.parameters(), lr, cfg.momentum, cfg.weight_decay)
+    lut = frcnn.class_lut(gt)
     if opt_state is not None:
         opt.load_state_dict(opt_state)
     probe = range(min(32, val["image"].shape[0]))
@@ -277,7 +282,7 @@ def _fit(cfg: PGDetectorConfig, data, run, model, phase: str, steps: int, lr: fl
         for group in opt.param_groups:
             group["lr"] = lr * 0.1**drops
         g = engine.generator(run.seed, phase, step)
-        images, targets = _batch(train, cfg.batch_size, g)
+        images, targets = _batch(train, cfg.batch_size, g, lut)
         t0 = time.perf_counter()
         total, logs = loss_fn(model, images, targets, cfg, g)
         opt.zero_grad(set_to_none=True)
@@ -297,14 +302,15 @@ def train_standard(cfg: PGDetectorConfig, data, run) -> Path:
     """Train the base detector, then continue the standard loss for `steps` (the control
     every fine-tuned row is compared with); the checkpoint keeps the final weights and
     the base weights with their optimizer state, which the fine-tuned rows continue."""
-    model = _model(_arch(cfg), _image_size(data), load=True).to(run.device)
+    arch = _arch(cfg, _val_gt(data))
+    model = _model(arch, _image_size(data), load=True).to(run.device)
     opt = _fit(cfg, data, run, model, "base", cfg.base_steps, cfg.base_lr, "standard",
                milestones=cfg.base_milestones)
     base = {k: v.detach().clone() for k, v in model.state_dict().items()}
     base_opt = copy.deepcopy(opt.state_dict())
     _fit(cfg, data, run, model, "finetune", cfg.steps, cfg.lr, "standard", base_opt,
          cfg.decay_at)
-    return engine.save_checkpoint(run, cfg, arch=_arch(cfg), model=model.state_dict(),
+    return engine.save_checkpoint(run, cfg, arch=arch, model=model.state_dict(),
                                   base=base, base_opt=base_opt)
 
 

@@ -248,3 +248,17 @@ def detect(model: FasterRCNN, images: list[torch.Tensor], nms: NmsFn = greedy_nm
             out.append({"boxes": boxes[keep] * ratio, "scores": kept_scores,
                         "labels": labels[keep]})
     return out
+
+
+def class_ids(gt: dict) -> list[int]:
+    """The annotation file's category ids, sorted: detector class k (1..K) is ids[k - 1]
+    (the synthetic set's ids are 1..6 already; real COCO's 80 run to 90)."""
+    return sorted(int(c["id"]) for c in gt.get("categories", []))
+
+
+def class_lut(gt: dict) -> torch.Tensor:
+    """Category id -> detector class (0 for an id not in the file) lookup table."""
+    ids = class_ids(gt)
+    lut = torch.zeros(max(ids, default=0) + 1, dtype=torch.long)
+    lut[ids] = torch.arange(1, len(ids) + 1)
+    return lut
