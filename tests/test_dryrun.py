@@ -5,7 +5,6 @@ and the printed parameter counts match the papers' architectures."""
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 
@@ -13,66 +12,89 @@ LINE = re.compile(r"^(?P<row>[\w-]+): paper settings, (?P<m>\d+\.\d) M parameter
                   r"weights (?P<w>\S+), (?P<dev>\S+), ok$")
 
 
+HEAVY = ("pgdet-", "eurl-pose", "ciss-ablations-")
+"""Rows whose dry run takes 10-100 s on a CPU (ResNet-101 detectors and their 1 GB
+checkpoints, SSD300 and the 8-stack hourglass, the CiSS-Net ablation sweeps): marked
+`paper`, run by `make test-paper`, left out of `make test` (the CI budget); their
+architectures' parameter counts are checked below without training."""
+
+
+def _rows():
+    import methods
+
+    return [pytest.param(r, marks=pytest.mark.paper) if r.startswith(HEAVY) else r
+            for r in methods.METHODS]
+
+
 @pytest.fixture(scope="module")
-def dry(tmp_path_factory):
-    """The dry run of every row of the registry, in one process (shared tiny datasets)."""
+def session(tmp_path_factory):
+    """One dry-run folder for the module (tiny datasets and requirements made once), the
+    paper profile, an empty torch hub cache (so random weights, `weights none`), the
+    engine's device (CUDA when present: `make test-paper` on a GPU)."""
     import os
 
-    import methods
     from rlcv import engine
     from rlcv import params as P
-    from rlcv.dryrun import dry_run
+    from rlcv.dryrun import DryRun
     from tests.conftest import REPO
 
-    # an empty hub cache: pretrained files absent, so random weights and "weights none"
     old = os.environ.get("TORCH_HOME")
     os.environ["TORCH_HOME"] = str(tmp_path_factory.mktemp("hub"))
-    try:
-        engine.set_threads()
-        params = P.load(REPO / "params.yaml")
-        params.raw["profile"] = "paper"
-        t0 = time.perf_counter()
-        out = {r["row"]: r for r in dry_run(params, list(methods.METHODS), "cpu")}
-        print(f"dry run of {len(out)} rows: {time.perf_counter() - t0:.0f} s")
-    finally:
-        if old is None:
-            os.environ.pop("TORCH_HOME")
-        else:
-            os.environ["TORCH_HOME"] = old
-    return out
+    engine.set_threads()
+    params = P.load(REPO / "params.yaml")
+    params.raw["profile"] = "paper"
+    yield DryRun(params, tmp_path_factory.mktemp("dry"), engine.device())
+    if old is None:
+        os.environ.pop("TORCH_HOME")
+    else:
+        os.environ["TORCH_HOME"] = old
 
 
-@pytest.mark.slow
-def test_every_row_dry_runs(dry):
-    import methods
+@pytest.mark.parametrize("row", _rows())
+def test_row_dry_runs(session, row):
+    r = session.check(row)
+    m = LINE.match(r["line"])
+    assert m, r["line"]
+    assert m["row"] == row and m["w"] == "none" and m["dev"] == str(session.device)
+    assert r["metrics"] and r["parameters"] > 0, row
+    if row == "agent-deepmask":
+        # the ResNet-18 agent: 11.2 M without ImageNet's fc, plus its 512-unit layer
+        agent = [n for _, n in r["optimizers"] if n > 5e6]
+        assert len(agent) == 1 and 11.0e6 < agent[0] < 12.0e6, r["optimizers"]
+    if row == "pgdet-standard":
+        assert {name for name, _ in r["optimizers"]} == {"SGD"}   # the paper's optimizer
 
-    assert set(dry) == set(methods.METHODS)
-    for row, r in dry.items():
-        m = LINE.match(r["line"])
-        assert m, r["line"]
-        assert m["row"] == row and m["w"] == "none" and m["dev"] == "cpu"
-        assert r["metrics"], row
+
+def _count(model) -> float:
+    return sum(p.numel() for p in model.parameters()) / 1e6
 
 
-def _m(dry, row) -> float:
-    return dry[row]["parameters"] / 1e6
+def test_paper_architectures_parameter_counts(repo):
+    """The paper profile's heavy architectures, built as the rows build them."""
+    from methods.eurl.pose_data import build_person_detector, build_pose_net
+    from methods.pgdetector.detector import _arch, _model
+    from rlcv import params as P
 
+    params = P.load(repo / "params.yaml")
+    params.raw["profile"] = "paper"
+    methods_cfg = {r: params.method(r) for r in ("pgdet-standard", "pgdet-fpn-standard",
+                                                 "eurl-pose-boxes", "eurl-pose-rmpe")}
+    gt = {"categories": [{"id": i} for i in range(1, 91) if i not in (12, 26, 29, 30, 45, 66,
+                                                                       68, 69, 71, 83)]}
+    for row in ("pgdet-standard", "pgdet-fpn-standard"):
+        from methods.pgdetector.detector import PGDetectorConfig
 
-@pytest.mark.slow
-def test_parameter_counts_match_the_papers(dry):
-    # ResNet-18 agent: torchvision's ResNet-18 is 11.7 M with its 1000-way fc; without it
-    # 11.2 M, plus the agent's 512-unit layer and heads
-    agent = [n for name, n in dry["agent-deepmask"]["optimizers"] if n > 5e6]
-    assert len(agent) == 1 and 11.0e6 < agent[0] < 12.0e6
-    # Faster R-CNN on ResNet-101 (42.5 M without fc) with the C4/dilated-C5 head: tens of M
-    for row in ("pgdet-standard", "pgdet-ours-g1", "pgdet-fpn-standard"):
-        assert 45 < _m(dry, row) < 120, (row, _m(dry, row))
-    # RMPE: 8-stack hourglass (~25 M) + SSD300-VGG16 person detector (~24 M)
-    pose = [n for name, n in dry["eurl-pose-boxes"]["optimizers"]]
-    assert 20e6 < max(pose) < 30e6, pose
-    assert _m(dry, "eurl-pose-rmpe") > 40
-    # the paper-profile optimizers are the configured ones
-    assert {name for name, _ in dry["pgdet-standard"]["optimizers"]} == {"SGD"}
+        cfg = P.build_config(PGDetectorConfig, methods_cfg[row], row)
+        arch = _arch(cfg, gt)
+        assert arch["num_classes"] == 81   # COCO's 80 categories (ids to 90) + background
+        # Faster R-CNN on ResNet-101 (42.5 M without its fc): tens of millions
+        assert 45 < _count(_model(arch, 64)) < 120, row
+    pose = methods_cfg["eurl-pose-boxes"]
+    assert 24 < _count(build_pose_net(pose)) < 27   # Newell et al.'s 8-stack: ~25 M
+    det = {k: methods_cfg["eurl-pose-rmpe"][k] for k in ("det_backbone", "det_width",
+                                                            "det_proposals", "det_weights")}
+    ssd = build_person_detector(det, 64)
+    assert type(ssd).__name__ == "SSD" and 20 < _count(ssd) < 30   # SSD300-VGG16
 
 
 def test_dry_run_cli_line_and_writes_nothing(tmp_path, monkeypatch, capsys):
