@@ -36,10 +36,10 @@ import torch
 import torch.nn.functional as F
 from torchvision.models.detection.roi_heads import fastrcnn_loss
 
+import rlcv.models.detector as frcnn
 from rlcv import engine, optim
 from rlcv import io as rio
 from rlcv.metrics import coco_eval
-from rlcv.models import detector as frcnn
 from rlcv.models.detector import build_detector, decode_candidates, detect, greedy_nms, roi_outputs
 from rlcv.models.nms import ohem_select, soft_nms
 from rlcv.rl.reinforce import batch_advantages, pg_logit_loss

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rlcv.models import pretrained
+import rlcv.models.pretrained as pretrained
 
 
 class ConvTrunk(nn.Module):

@@ -93,7 +93,7 @@ class ConvFCHead(nn.Module):
 
 
 def _resnet101(fpn: bool, weights: str, load: bool) -> nn.Module:
-    from rlcv.models import paper_backbones
+    import rlcv.models.paper_backbones as paper_backbones
 
     build = paper_backbones.resnet101_fpn if fpn else paper_backbones.resnet101_c4
     return build(weights, load)

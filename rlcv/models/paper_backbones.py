@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from rlcv.models import pretrained
+import rlcv.models.pretrained as pretrained
 
 
 def _freeze_stem(net: nn.Module) -> None:
