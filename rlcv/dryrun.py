@@ -145,7 +145,10 @@ class DryRun:
         cfg, used = self.config(row)
         data = self.data(row)
         engine.seed_everything(0)
-        run = engine.Run(row=name, seed=0, dir=self.root / "runs" / name, device=self.device,
+        # a fresh folder each time: a row trained before as a requirement takes its steps
+        # again instead of resuming its finished phases
+        out = self.root / "runs" / f"{name}.{len(list((self.root / 'runs').glob(name + '.*')))}"
+        run = engine.Run(row=name, seed=0, dir=out, device=self.device,
                          inputs={r: self.checkpoints[r] for r in row.requires})
         with record_optimizers() as opts:
             ckpt = row.train(cfg, data, run)
@@ -164,7 +167,7 @@ class DryRun:
             metrics = row.evaluate(str(ckpt), self.data(row))
         bad = [k for k, v in metrics.items() if math.isinf(float(v))]
         if bad:
-            raise P.ParamsError(f"{name}: dry run gave non-finite metrics {bad}")
+            raise P.ParamsError(f"{name}: dry run gave infinite metrics {bad}")
         # the parameters of the modules its evaluation runs (frozen ones included), each
         # counted once; else (no module) those its optimizers train
         params = {id(p): p.numel() for m in mods for p in m.parameters(recurse=False)}

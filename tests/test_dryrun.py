@@ -123,3 +123,24 @@ def test_shrink_keeps_architecture_and_optimizer():
     assert out["det_batch"] == 2 and out["crop_size"] == 64 and out["eval_every"] == 0
     for key in ("stacks", "channels", "lr", "table_steps", "max_steps", "weights"):
         assert out[key] == values[key]
+
+
+def test_dry_run_loads_weights_found_in_the_hub_cache(tmp_path, monkeypatch, repo):
+    """With the file in $TORCH_HOME/hub/checkpoints the row starts from it and says so."""
+    import torch
+    from torchvision.models import resnet18
+
+    from rlcv import params as P
+    from rlcv.dryrun import DryRun
+    from rlcv.models import pretrained
+
+    name = "ResNet18_Weights.IMAGENET1K_V1"
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("RLCV_OFFLINE", "1")
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)
+    pretrained.cache_file(name).parent.mkdir(parents=True)
+    torch.save(resnet18(weights=None).state_dict(), pretrained.cache_file(name))
+    params = P.load(repo / "params.yaml")
+    params.raw["profile"] = "paper"
+    r = DryRun(params, tmp_path / "dry", torch.device("cpu")).check("dqn-localizer")
+    assert LINE.match(r["line"])["w"] == name, r["line"]
