@@ -21,7 +21,7 @@ _EURL_CODE = ("methods/eurl/regress.py", "methods/eurl/deepmask.py", "rlcv/rl/__
 """What the EU-RL / active-localisation rows (issue 5) depend on beyond their module."""
 
 _PGDET_CODE = ("rlcv/models/detector.py", "rlcv/models/nms.py", "rlcv/rl/reinforce.py",
-               *_PAPER_CODE)
+               "methods/pgdetector/plots.py", *_PAPER_CODE)
 """What the policy-gradient detector rows (issue 8) depend on beyond their module."""
 
 _ACIS_CODE = ("methods/acis/train.py", "methods/acis/actor.py", "methods/acis/evaluate.py",
