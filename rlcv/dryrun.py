@@ -189,8 +189,16 @@ def dry_run(params: P.Params, rows: list[str], device=None) -> list[dict]:
     from rlcv import engine
 
     dev = torch.device(device) if device is not None else engine.device()
-    shm = Path("/dev/shm")   # checkpoints of paper-sized models: RAM, when there is one
+    with scratch() as tmp:
+        session = DryRun(params, tmp, dev)
+        return [session.check(r) for r in rows]
+
+
+@contextlib.contextmanager
+def scratch():
+    """A temporary folder for a dry run, removed afterwards; in RAM (/dev/shm) when there
+    is one: paper-sized models write checkpoints of up to 1 GB."""
+    shm = Path("/dev/shm")
     where = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
     with tempfile.TemporaryDirectory(prefix="rlcv-dry-", dir=where) as tmp:
-        session = DryRun(params, Path(tmp), dev)
-        return [session.check(r) for r in rows]
+        yield Path(tmp)

@@ -35,7 +35,7 @@ def session(tmp_path_factory):
 
     from rlcv import engine
     from rlcv import params as P
-    from rlcv.dryrun import DryRun
+    from rlcv.dryrun import DryRun, scratch
     from tests.conftest import REPO
 
     old = os.environ.get("TORCH_HOME")
@@ -43,7 +43,8 @@ def session(tmp_path_factory):
     engine.set_threads()
     params = P.load(REPO / "params.yaml")
     params.raw["profile"] = "paper"
-    yield DryRun(params, tmp_path_factory.mktemp("dry"), engine.device())
+    with scratch() as tmp:   # removed at the end: the paper rows write GBs of checkpoints
+        yield DryRun(params, tmp, engine.device())
     if old is None:
         os.environ.pop("TORCH_HOME")
     else:
