@@ -191,7 +191,8 @@ def subset_d_split(keys: list, seed: int) -> dict:
     draw of that many), else all of D in the same proportions (val rounded)."""
     total = sum(D_SPLIT.values())
     order = np.random.default_rng(seed).permutation(len(keys))
-    ranked = [sorted(keys)[i] for i in order]
+    keys = sorted(keys)
+    ranked = [keys[i] for i in order]
     if len(keys) >= total:
         n_val, ranked = D_SPLIT["val"], ranked[:total]
     else:

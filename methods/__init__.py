@@ -11,14 +11,18 @@ from __future__ import annotations
 from rlcv.errors import unknown_name
 from rlcv.registry import Row
 
+_PAPER_CODE = ("rlcv/models/pretrained.py", "rlcv/models/paper_backbones.py", "rlcv/optim.py")
+"""The paper profile's pretrained weights, backbones and optimizers (issue 17)."""
+
 _EURL_CODE = ("methods/eurl/regress.py", "methods/eurl/deepmask.py", "methods/eurl/matched.py",
               "rlcv/rl/__init__.py",
               "rlcv/rl/boxenv.py", "rlcv/rl/actor_critic.py", "rlcv/rl/dqn.py",
               "rlcv/models/agent_nets.py", "rlcv/models/boxnets.py", "rlcv/models/crops.py",
-              "rlcv/models/segnet.py")
+              "rlcv/models/segnet.py", *_PAPER_CODE)
 """What the EU-RL / active-localisation rows (issue 5) depend on beyond their module."""
 
-_PGDET_CODE = ("rlcv/models/detector.py", "rlcv/models/nms.py", "rlcv/rl/reinforce.py")
+_PGDET_CODE = ("rlcv/models/detector.py", "rlcv/models/nms.py", "rlcv/rl/reinforce.py",
+               "methods/pgdetector/plots.py", *_PAPER_CODE)
 """What the policy-gradient detector rows (issue 8) depend on beyond their module."""
 
 _ACIS_CODE = ("methods/acis/train.py", "methods/acis/actor.py", "methods/acis/evaluate.py",
@@ -50,7 +54,7 @@ _CISS_CONTROLS = {"ciss-net-table1": "Baseline+Bias Net (empty context)",
 
 _POSE_CODE = ("methods/eurl/pose_data.py", "methods/eurl/deepmask.py", "rlcv/models/hourglass.py",
               "rlcv/models/pose_nms.py", "rlcv/models/detector.py", "rlcv/models/crops.py",
-              "rlcv/models/segnet.py")
+              "rlcv/models/segnet.py", *_PAPER_CODE)
 """What the EU-RL MPII pose rows (issue 9) depend on beyond their module."""
 _POSE_AGENT_CODE = (*_POSE_CODE, "methods/eurl/matched.py", "rlcv/rl/__init__.py",
                     "rlcv/rl/boxenv.py", "rlcv/rl/actor_critic.py", "rlcv/models/agent_nets.py")

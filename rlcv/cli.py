@@ -137,7 +137,15 @@ def cmd_train(args) -> None:
 
     engine.device()   # a bad RLCV_DEVICE fails here, once, before any import or worker
     params = P.load(args.params)
+    if args.profile:
+        params.raw["profile"] = args.profile
     row = methods.get(args.row)
+    if args.dry_run:
+        from rlcv.dryrun import dry_run
+
+        engine.set_threads()
+        print(dry_run(params, [row.name])[0]["line"])
+        return
     values = params.method(row.name)
     cfg = P.build_config(row.config, values, f"{params.path} methods.{row.name}")
     _check_seeds(args.seed)
@@ -220,13 +228,33 @@ def _evaluate_seed(params: P.Params, row, seed: int) -> None:
     record = {
         "row": row.name, "seed": seed, "profile": profile,
         "data": data.manifest.get("data") or _data_kind(profile), "dataset": row.data,
-        "tables": dict(row.tables), "metrics": values, **engine.device_record(dev),
+        "tables": dict(row.tables), "metrics": values, "weights": weights_used(params, row),
+        **engine.device_record(dev),
     }
     out = result_dir(row.name, seed) / "metrics.json"
     rio.write_json(out, record)
     shown = " ".join(f"{k}={v:.4f}" for k, v in values.items())
     print(f"RLCV_METRICS {json.dumps(record, sort_keys=True)}")
     print(f"evaluated {row.name} seed {seed}: {shown} -> {out}")
+
+
+def weights_used(params: P.Params, row) -> str:
+    """The pretrained weights a row's run starts from, its own and its requirements'
+    (settings `weights`, `*_weights`), joined by "+"; "none": random initialisation."""
+    import methods
+    from rlcv.dryrun import weight_keys
+
+    names, todo, done = [], [row.name], set()
+    while todo:
+        name = todo.pop(0)
+        if name in done:
+            continue
+        done.add(name)
+        values = params.method(name)
+        names += [str(values[k]) for k in weight_keys(values)
+                  if str(values[k]).lower() != "none" and str(values[k]) not in names]
+        todo += list(methods.get(name).requires)
+    return "+".join(names) or "none"
 
 
 def _check_checkpoint(params: P.Params, row, seed: int, ckpt: Path) -> None:
@@ -327,6 +355,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--checkpoint-every", type=_positive, default=50,
                    help="steps between checkpoints")
     s.add_argument("--fresh", action="store_true", help="discard earlier checkpoints")
+    s.add_argument("--profile", choices=P.PROFILES, help="the profile whose settings to use "
+                   "(default: params.yaml's, or $RLCV_PROFILE)")
+    s.add_argument("--dry-run", action="store_true", help="build the row's models and "
+                   "optimizers as the profile configures them, run two steps and one "
+                   "evaluation on tiny synthetic data in a temporary folder; writes nothing")
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("evaluate", help="score a trained row with rlcv.metrics")

@@ -225,7 +225,10 @@ def test_issue_rows_and_labels(tables):
     assert t["eu-rl-table1"]["extra_rows"] == [
         "Regress-Agent-Deepmask w/o upgrade",
         "Regress-DQN-Deepmask",
+        "Regress-Deepmask + equal-steps DeepMask fine-tune (compute-matched)",   # issue 19
+        "Regress-DQN-Deepmask (EU-RL environment)",
     ]
+    assert t["eu-rl-table2"]["extra_rows"] == ["RMPE + equal extra steps (compute-matched)"]
     assert t["eu-rl-table2"]["reproduce"] == ["Fang et al. [11]", "ours"]
     assert t["acis-table3"]["reproduce"] == ["Ours (AC-Dice)"]
     assert t["acis-table4"]["reproduce"] == ["Ours (BL-Trunc)", "Ours (AC-IoU)"]

@@ -56,6 +56,19 @@ def test_report_has_rows_fingerprint_and_curves(project):
     assert head2 != head and "runs " in head2
 
 
+def test_header_says_which_weights_the_runs_started_from(project):
+    root, params = project
+    build(params, root / "results")   # no `weights` recorded (older runs): no line
+    assert "> Weights:" not in (root / "results/tables/eu-rl-table1.md").read_text()
+    for seed in range(3):
+        path = root / "results" / "runs" / f"box-mask-{seed}" / "metrics.json"
+        rec = json.loads(path.read_text())
+        path.write_text(json.dumps({**rec, "weights": "none"}))
+    build(params, root / "results")
+    head = (root / "results/tables/eu-rl-table1.md").read_text().split("\n| Row")[0]
+    assert "> Weights: RANDOM INITIALISATION (`weights: none`)" in head
+
+
 def test_bad_history_leaves_the_previous_report_whole(project):
     root, params = project
     build(params, root / "results")

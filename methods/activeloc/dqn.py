@@ -108,6 +108,9 @@ class DQNConfig:
     """Width of the Q-network's fully connected layers."""
     backbone: str = "small"
     """Q-network trunk: "small" or "resnet18"."""
+    weights: str = "none"
+    """Pretrained weights of the resnet18 trunk (torchvision name, e.g.
+    ResNet18_Weights.IMAGENET1K_V1; extra channels start at zero) or "none" (random)."""
     eval_every: int = 10
     """Engine steps between greedy evaluations on a val slice (history.csv)."""
     eval_images: int = 48
@@ -155,7 +158,7 @@ def train_dqn(cfg: DQNConfig, data, run) -> str:
     reg, size, dm, crop_size = _parts(state, c, run.device)
     env = _env(c, dm, crop_size)
     qnet = QNet(env.obs_channels, env.history_len * env.n_actions, env.n_actions, cfg.width,
-                cfg.hidden, cfg.backbone).to(run.device)
+                cfg.hidden, cfg.backbone, cfg.weights).to(run.device)
     agent = DQNAgent(qnet, cfg.lr, cfg.gamma, cfg.replay_batch, cfg.target_every)
     memory = ReplayMemory(cfg.replay, cfg.history)
     recog_opt = torch.optim.Adam(dm.parameters(), lr=cfg.recog_lr) if cfg.upgrade else None

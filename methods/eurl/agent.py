@@ -81,6 +81,9 @@ class AgentConfig:
     """Width of the shared fully connected layer."""
     backbone: str = "small"
     """Policy/value trunk: "small" (three convolutions) or "resnet18" (the paper's)."""
+    weights: str = "none"
+    """Pretrained weights of the resnet18 trunk (torchvision name, e.g.
+    ResNet18_Weights.IMAGENET1K_V1; extra channels start at zero) or "none" (random)."""
     eval_every: int = 10
     """Engine steps between greedy evaluations on a val slice (history.csv)."""
     eval_images: int = 48
@@ -120,7 +123,7 @@ def train_agent(cfg: AgentConfig, data, run) -> str:
     val_starts = _starts(cfg.start, val["image"][probe], reg, size)
     env = _env(deepmask_recognizer(dm, crop_size), cfg)
     net = PolicyValueNet(env.obs_channels, env.n_actions, cfg.width, cfg.hidden,
-                         cfg.backbone).to(run.device)
+                         cfg.backbone, cfg.weights).to(run.device)
     agent = TDActorCritic(net, cfg.lr, cfg.gamma, cfg.entropy, cfg.value_coef)
     recog_opt = torch.optim.Adam(dm.parameters(), lr=cfg.recog_lr)
     images = as_float(train["image"])

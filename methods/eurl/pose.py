@@ -80,7 +80,9 @@ class RMPEConfig:
     """Settings of the RMPE pipeline row: person detector, tight fine-tuning, pose NMS."""
 
     det_backbone: str = "small"
-    """Detector backbone: "small" (CPU CNN) or "resnet101" (torchvision, weights=None)."""
+    """Detector: "small" (CPU CNN) or "resnet101" (Faster R-CNN), or "ssd300_vgg16" (RMPE's)."""
+    det_weights: str = "none"
+    """The detector backbone's pretrained weights (torchvision name) or "none"."""
     det_width: int = 16
     """Channels of the small backbone's first stage."""
     det_proposals: int = 50
@@ -150,7 +152,7 @@ def _train_rmpe(cfg: RMPEConfig, data, run) -> str:
     arch = loose["pose_arch"]
     image_size = data.load("train")["image"].shape[-1]
     det_arch = {k: getattr(cfg, k) for k in DET_ARCH}
-    detector = build_person_detector(det_arch, image_size).to(run.device)
+    detector = build_person_detector(det_arch, image_size, load=True).to(run.device)
     fit_detector(run, "detector", detector, data, cfg.det_steps, cfg.det_batch, cfg.det_lr)
     net = load_pose_net(loose["pose"]["loose"], arch, run.device)
     fit_pose(run, "finetune_tight", net, arch, data, "tight", cfg.finetune_steps, cfg.batch_size,

@@ -100,6 +100,9 @@ class PoseAgentConfig:
     """Width of the shared fully connected layer."""
     backbone: str = "small"
     """Policy/value trunk: "small" (three convolutions) or "resnet18" (the paper's)."""
+    weights: str = "none"
+    """Pretrained weights of the resnet18 trunk (torchvision name, e.g.
+    ResNet18_Weights.IMAGENET1K_V1; extra channels start at zero) or "none" (random)."""
     eval_every: int = 10
     """Engine steps between greedy evaluations (train / val PCKh, Fig. 4c, d)."""
     plateau_patience: int = 0
@@ -279,7 +282,7 @@ def _fit_variant(c: dict, run, sh: dict, phase: str) -> dict:
     with torch.random.fork_rng():
         torch.manual_seed(run.seed)
         policy = PolicyValueNet(env.obs_channels, env.n_actions, c["width"], c["hidden"],
-                                c["backbone"]).to(run.device)
+                                c["backbone"], c["weights"]).to(run.device)
     agent = TDActorCritic(policy, c["lr"], c["gamma"], c["entropy"])
     recog_opt = torch.optim.Adam(net.parameters(), lr=c["recog_lr"])
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(

@@ -232,16 +232,24 @@ def fit_pose(run, phase: str, net: StackedHourglass, arch: dict, data, kind: str
 
 # ------------------------------------------------------------------------ detector
 
-DET_ARCH = ("det_backbone", "det_width", "det_proposals")
+DET_ARCH = ("det_backbone", "det_width", "det_proposals", "det_weights")
 
 
-def build_person_detector(arch: dict, image_size: int):
+def build_person_detector(arch: dict, image_size: int, load: bool = False):
     """torchvision Faster R-CNN (`rlcv.models.detector`) for one class, person; anchors
-    spread over 1/8 .. 3/4 of the image side, since people fill a large part of it."""
+    spread over 1/8 .. 3/4 of the image side, since people fill a large part of it. Or,
+    `det_backbone: ssd300_vgg16`, RMPE's SSD (`rlcv.models.paper_backbones`). Pretrained
+    weights are loaded only when `load` (a checkpoint's replace them otherwise)."""
+    weights = arch.get("det_weights", "none")
+    if arch["det_backbone"] == "ssd300_vgg16":
+        from rlcv.models.paper_backbones import ssd300_person
+
+        return ssd300_person(weights, detections=20, load=load)
     anchors = tuple(max(4, int(image_size * f)) for f in (0.125, 0.25, 0.5, 0.75))
     return build_detector(arch["det_backbone"], False, 2, image_size, arch["det_width"],
                           head_dim=64, roi_size=5, anchor_sizes=anchors,
-                          proposals=arch["det_proposals"], rois_per_image=32, detections=20)
+                          proposals=arch["det_proposals"], rois_per_image=32, detections=20,
+                          weights=weights, load=load)
 
 
 def detector_targets(split: dict, idx: torch.Tensor, flip: torch.Tensor) -> list[dict]:
@@ -287,7 +295,12 @@ def fit_detector(run, phase: str, model, data, steps: int, batch_size: int, lr: 
 def detections(model, images: torch.Tensor, min_score: float, max_dets: int) -> dict:
     """Person boxes of float `images` above `min_score`, at most `max_dets` per image,
     flattened: `image` (D,) index, `boxes` (D, 4), `scores` (D,)."""
-    dets = detect(model, list(images))
+    if hasattr(model, "rpn"):
+        dets = detect(model, list(images))
+    else:   # SSD: torchvision's own post-processing (its NMS, top detections_per_img)
+        model.eval()
+        with torch.inference_mode():
+            dets = model(list(images))
     idx, boxes, scores = [], [], []
     for i, d in enumerate(dets):
         keep = (d["scores"] >= min_score).nonzero()[:, 0][:max_dets]

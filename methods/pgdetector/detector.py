@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import io
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -36,8 +35,8 @@ import torch
 import torch.nn.functional as F
 from torchvision.models.detection.roi_heads import fastrcnn_loss
 
-from rlcv import engine
-from rlcv import io as rio
+import rlcv.models.detector as frcnn
+from rlcv import engine, optim
 from rlcv.metrics import coco_eval
 from rlcv.models.detector import build_detector, decode_candidates, detect, greedy_nms, roi_outputs
 from rlcv.models.nms import ohem_select, soft_nms
@@ -45,7 +44,7 @@ from rlcv.rl.reinforce import batch_advantages, pg_logit_loss
 
 METRICS = {"AP": "ap", "AP50": "ap50", "AP75": "ap75", "APs": "aps", "APm": "apm", "APl": "apl"}
 ARCH = ("backbone", "fpn", "width", "head_dim", "roi_size", "anchor_sizes", "proposals",
-        "rois_per_image", "num_classes")
+        "rois_per_image", "num_classes", "weights")
 
 
 @dataclass
@@ -53,7 +52,9 @@ class PGDetectorConfig:
     """Settings of the policy-gradient detector rows (architecture, base, fine-tuning)."""
 
     backbone: str = "small"
-    """'small' (CPU-sized CNN) or 'resnet101' (the paper's; weights=None)."""
+    """'small' (CPU-sized CNN) or 'resnet101' (the paper's)."""
+    weights: str = "none"
+    """resnet101's pretrained weights (BN and stages 1-2 then frozen) or "none" (random)."""
     fpn: bool = False
     """Faster R-CNN with a feature pyramid (the paper's 'with FPN' rows)."""
     width: int = 16
@@ -68,18 +69,26 @@ class PGDetectorConfig:
     """RPN proposals kept after its NMS, per image (train and test)."""
     rois_per_image: int = 32
     """RoIs per image for the box head, 1:3 positives to negatives (OHEM: the B hardest)."""
-    num_classes: int = 7
-    """Detector classes including the background (category ids 1..6)."""
+    num_classes: int | None = None
+    """Classes including the background; None: the annotation file's categories + 1."""
     batch_size: int = 8
     """Images per step."""
     base_steps: int = 600
     """Steps of standard training of the base detector (standard rows only)."""
     base_lr: float = 2e-3
-    """AdamW learning rate of the base training (constant)."""
+    """Learning rate of the base training (constant but for `base_milestones`)."""
+    base_milestones: tuple[int, ...] = ()
+    """Base-training steps at which its rate is divided by 10 (the paper: 50k, 65k)."""
+    optimizer: str = "adamw"
+    """'adamw' or 'sgd' (the paper's, with `momentum`; rlcv.optim)."""
+    momentum: float = 0.9
+    """SGD momentum."""
+    weight_decay: float = 1e-4
+    """Weight decay."""
     steps: int = 100
     """Fine-tuning steps from the base (same for standard, OHEM and ours)."""
     lr: float = 1e-3
-    """Fine-tuning AdamW learning rate (continuing the base's optimizer state)."""
+    """Fine-tuning learning rate (continuing the base's optimizer state)."""
     decay_at: float = 2 / 3
     """Fraction of the fine-tuning after which its rate drops 10x (the paper: 15k of 22.5k)."""
     loss: str = "standard"
@@ -106,15 +115,19 @@ class PGDetectorConfig:
     """Steps between AP evaluations on a slice of val (0: at the end of each phase)."""
 
 
-def _arch(cfg) -> dict:
+def _arch(cfg, gt: dict) -> dict:
     src = asdict(cfg) if hasattr(cfg, "__dataclass_fields__") else cfg
-    return {k: (list(src[k]) if k == "anchor_sizes" else src[k]) for k in ARCH}
+    arch = {k: (list(src[k]) if k == "anchor_sizes" else src[k]) for k in ARCH}
+    arch["num_classes"] = arch["num_classes"] or len(frcnn.class_ids(gt)) + 1
+    return arch
 
 
-def _model(arch: dict, image_size: int):
+def _model(arch: dict, image_size: int, load: bool = False):
+    """The detector of `arch`, its pretrained weights loaded when `load` (a new run)."""
     return build_detector(arch["backbone"], arch["fpn"], arch["num_classes"], image_size,
                           arch["width"], arch["head_dim"], arch["roi_size"],
-                          tuple(arch["anchor_sizes"]), arch["proposals"], arch["rois_per_image"])
+                          tuple(arch["anchor_sizes"]), arch["proposals"], arch["rois_per_image"],
+                          weights=arch.get("weights", "none"), load=load)
 
 
 def _image_size(data) -> int:
@@ -125,20 +138,21 @@ def _image(x: torch.Tensor) -> torch.Tensor:
     return x.float() / 255.0
 
 
-def _target(split: dict, i: int) -> dict:
-    """Training target of sample i: non-crowd, non-degenerate boxes and their labels."""
+def _target(split: dict, i: int, lut: torch.Tensor) -> dict:
+    """Training target of sample i: non-crowd, non-degenerate boxes and their classes."""
     b = split["boxes"][i]
     keep = (split["iscrowd"][i] == 0) & (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])
-    return {"boxes": b[keep].float(), "labels": split["labels"][i][keep].long()}
+    labels = split["labels"][i][keep].long()
+    return {"boxes": b[keep].float(), "labels": lut.to(labels.device)[labels]}
 
 
-def _batch(train: dict, n: int, g: torch.Generator) -> tuple[list, list]:
+def _batch(train: dict, n: int, g: torch.Generator, lut: torch.Tensor) -> tuple[list, list]:
     """A random batch (with replacement) with random horizontal flips."""
     idx = torch.randint(train["image"].shape[0], (n,), generator=g).tolist()
     flips = (torch.rand(n, generator=g) < 0.5).tolist()
     images, targets = [], []
     for i, flip in zip(idx, flips, strict=True):
-        img, t = _image(train["image"][i]), _target(train, i)
+        img, t = _image(train["image"][i]), _target(train, i, lut)
         if flip:
             w = img.shape[-1]
             img = img.flip(-1)
@@ -257,7 +271,9 @@ def coco_scores(model, val: dict, gt: dict, nms_cfg: dict, index=None) -> dict:
     index = list(index)
     dets = detect(model, [_image(val["image"][i]) for i in index], _nms_fn(nms_cfg))
     ids = [int(val["image_id"][i]) for i in index]
-    dt = [{"image_id": iid, "category_id": int(c), "score": float(s),
+    cats = frcnn.class_ids(gt)   # detector class k -> the file's category id
+    dt = [{"image_id": iid, "category_id": cats[c - 1] if 0 < c <= len(cats) else c,
+           "score": float(s),
            "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])]}
           for iid, d in zip(ids, dets, strict=True)
           for b, s, c in zip(d["boxes"].tolist(), d["scores"].tolist(), d["labels"].tolist(),
@@ -267,12 +283,14 @@ def coco_scores(model, val: dict, gt: dict, nms_cfg: dict, index=None) -> dict:
 
 
 def _fit(cfg: PGDetectorConfig, data, run, model, phase: str, steps: int, lr: float,
-         loss: str, opt_state: dict | None = None, decay_at: float = 1.0):
-    """Train `model` for `steps` with loss `loss` (AdamW at `lr`, 10x lower from
-    `decay_at` of the phase on); `opt_state` continues a previous phase's optimizer.
-    Returns the optimizer."""
+         loss: str, opt_state: dict | None = None, decay_at: float = 1.0,
+         milestones: tuple[int, ...] = ()):
+    """Train `model` for `steps` with loss `loss` (`cfg.optimizer` at `lr`, 10x lower from
+    `decay_at` of the phase on, and at each of `milestones`); `opt_state` continues a
+    previous phase's optimizer. Returns the optimizer."""
     train, val, gt = data.load("train"), data.load("val"), _val_gt(data)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    opt = optim.build(cfg.optimizer, model.parameters(), lr, cfg.momentum, cfg.weight_decay)
+    lut = frcnn.class_lut(gt)
     if opt_state is not None:
         opt.load_state_dict(opt_state)
     probe = range(min(32, val["image"].shape[0]))
@@ -280,10 +298,11 @@ def _fit(cfg: PGDetectorConfig, data, run, model, phase: str, steps: int, lr: fl
 
     def step_fn(step: int) -> dict:
         model.train()
+        drops = (step >= decay_at * steps) + sum(step >= m for m in milestones)
         for group in opt.param_groups:
-            group["lr"] = lr * (0.1 if step >= decay_at * steps else 1.0)
+            group["lr"] = lr * 0.1**drops
         g = engine.generator(run.seed, phase, step)
-        images, targets = _batch(train, cfg.batch_size, g)
+        images, targets = _batch(train, cfg.batch_size, g, lut)
         t0 = time.perf_counter()
         total, logs = loss_fn(model, images, targets, cfg, g)
         opt.zero_grad(set_to_none=True)
@@ -303,13 +322,15 @@ def train_standard(cfg: PGDetectorConfig, data, run) -> Path:
     """Train the base detector, then continue the standard loss for `steps` (the control
     every fine-tuned row is compared with); the checkpoint keeps the final weights and
     the base weights with their optimizer state, which the fine-tuned rows continue."""
-    model = _model(_arch(cfg), _image_size(data)).to(run.device)
-    opt = _fit(cfg, data, run, model, "base", cfg.base_steps, cfg.base_lr, "standard")
+    arch = _arch(cfg, _val_gt(data))
+    model = _model(arch, _image_size(data), load=True).to(run.device)
+    opt = _fit(cfg, data, run, model, "base", cfg.base_steps, cfg.base_lr, "standard",
+               milestones=cfg.base_milestones)
     base = {k: v.detach().clone() for k, v in model.state_dict().items()}
     base_opt = copy.deepcopy(opt.state_dict())
     _fit(cfg, data, run, model, "finetune", cfg.steps, cfg.lr, "standard", base_opt,
          cfg.decay_at)
-    return engine.save_checkpoint(run, cfg, arch=_arch(cfg), model=model.state_dict(),
+    return engine.save_checkpoint(run, cfg, arch=arch, model=model.state_dict(),
                                   base=base, base_opt=base_opt)
 
 
@@ -351,70 +372,8 @@ def evaluate(ckpt: str, data) -> dict:
     return coco_scores(model, data.load("val"), _val_gt(data), cfg)
 
 
-def _draw(ax, image, det, gt, thresh, title):
-    from matplotlib.patches import Rectangle
-
-    ax.imshow(image.permute(1, 2, 0).numpy())
-    for x0, y0, x1, y1 in gt.tolist():
-        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor="white",
-                               lw=0.6, ls="--"))
-    keep = det["scores"] > thresh
-    for (x0, y0, x1, y1), c, s in zip(det["boxes"][keep].tolist(), det["labels"][keep].tolist(),
-                                      det["scores"][keep].tolist(), strict=True):
-        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=f"C{c}",
-                               lw=1.2))
-        ax.text(x0, y0, f"{c}:{s:.2f}", color="white", fontsize=5,
-                bbox={"facecolor": f"C{c}", "pad": 0.5, "lw": 0})
-    ax.set_title(title, fontsize=7)
-    ax.axis("off")
-
-
-FIGURE_ROWS = (("pgdet-standard", "standard"), ("pgdet-ours-g1", "ours (γ = 1)"))
-
-
 def figures(params, results: Path) -> list[tuple[Path, str]]:
-    """The paper's Fig. 3: detections scoring > 0.5 of the standard detector and of ours
-    (γ = 1, greedy NMS) on the same crowded val images (first seed). When the standard
-    detector shows fewer than half as many boxes as there are objects at 0.5 (the short
-    smoke training leaves it under-confident), the highest of 0.4, 0.3, 0.2, 0.1 that
-    does is used and named in the title."""
-    import matplotlib
+    """The paper's Fig. 3 (`methods.pgdetector.plots`): report hook of this family."""
+    from methods.pgdetector.plots import detection_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from datasets._common import Staged
-
-    seed = params.seeds[0]
-    ckpts = [(Path("runs") / f"{row}-{seed}" / "checkpoint.pt", label)
-             for row, label in FIGURE_ROWS]
-    staged = Path("data/staged/coco/detection")
-    if not all(p.is_file() for p, _ in ckpts) or not (staged / "manifest.json").is_file():
-        return []
-    data = Staged(staged)
-    val = data.load("val")
-    # crowded scenes where boxes overlap, but not the 10-object piles no detector here finds
-    n_obj = [len(b) for b in val["boxes"]]
-    crowded = sorted(range(len(n_obj)), key=lambda i: (not 3 <= n_obj[i] <= 6, -n_obj[i]))[:4]
-    images = [_image(val["image"][i]) for i in crowded]
-    dets = [detect(load_model(path, _image_size(data))[0], images) for path, _ in ckpts]
-    n_gt = sum(len(val["boxes"][i]) for i in crowded)
-    thresh = next((t for t in (0.5, 0.4, 0.3, 0.2) if sum(
-        int((d["scores"] > t).sum()) for d in dets[0]) >= n_gt // 2), 0.1)
-    fig, axes = plt.subplots(2, len(images), figsize=(2.4 * len(images), 5.2), squeeze=False)
-    for r, (_, label) in enumerate(ckpts):
-        for c, det in enumerate(dets[r]):
-            _draw(axes[r][c], images[c], det, val["boxes"][crowded[c]], thresh,
-                  f"{label}, val #{crowded[c]}")
-    kind = "SYNTHETIC" if params.synthetic else "real"
-    note = "" if thresh == 0.5 else " (the paper's 0.5 leaves almost none here)"
-    fig.suptitle(f"PG detector (Rao et al. 2018, Fig. 3) on {kind} COCO ({params.profile}, "
-                 f"seed {seed}): detections with score > {thresh}{note}; "
-                 "white dashed: ground truth", fontsize=8)
-    out = results / "plots" / "pg-detector-examples.png"
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=130, bbox_inches="tight")
-    plt.close(fig)
-    rio.write_bytes(out, buf.getvalue())
-    return [(out, f"PG detector: detections > {thresh} of the standard Faster R-CNN vs ours "
-                  f"(γ = 1) on {kind} val images (the paper's Fig. 3)")]
+    return detection_figure(params, results)

@@ -15,12 +15,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+import rlcv.models.pretrained as pretrained
+
 
 class ConvTrunk(nn.Module):
     """(N, C, S, S) observation [+ (N, E) vector] -> (N, hidden) features."""
 
     def __init__(self, in_ch: int, width: int = 16, hidden: int = 128, extra: int = 0,
-                 backbone: str = "small"):
+                 backbone: str = "small", weights: str = "none"):
         super().__init__()
         if backbone == "small":
             w = width
@@ -37,6 +39,8 @@ class ConvTrunk(nn.Module):
             net = resnet18(weights=None)
             net.conv1 = nn.Conv2d(in_ch, 64, 7, 2, 3, bias=False)
             net.fc = nn.Identity()
+            # ImageNet filters for the RGB channels, zero for the recognition output
+            pretrained.load_into(net, weights)
             self.conv, feat = net, 512
         else:
             raise ValueError(f"backbone must be 'small' or 'resnet18', got {backbone!r}")
@@ -54,9 +58,9 @@ class PolicyValueNet(nn.Module):
     """Actor-critic with a shared trunk: obs -> (action logits (N, A), value (N,))."""
 
     def __init__(self, in_ch: int, n_actions: int = 9, width: int = 16, hidden: int = 128,
-                 backbone: str = "small"):
+                 backbone: str = "small", weights: str = "none"):
         super().__init__()
-        self.trunk = ConvTrunk(in_ch, width, hidden, backbone=backbone)
+        self.trunk = ConvTrunk(in_ch, width, hidden, backbone=backbone, weights=weights)
         self.pi = nn.Linear(hidden, n_actions)
         self.v = nn.Linear(hidden, 1)
 
@@ -69,9 +73,10 @@ class QNet(nn.Module):
     """Q-network: (obs, action history (N, E)) -> Q values (N, A)."""
 
     def __init__(self, in_ch: int, history_dim: int, n_actions: int = 9, width: int = 16,
-                 hidden: int = 128, backbone: str = "small"):
+                 hidden: int = 128, backbone: str = "small", weights: str = "none"):
         super().__init__()
-        self.trunk = ConvTrunk(in_ch, width, hidden, extra=history_dim, backbone=backbone)
+        self.trunk = ConvTrunk(in_ch, width, hidden, extra=history_dim, backbone=backbone,
+                               weights=weights)
         self.q = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(inplace=True),
                                nn.Linear(hidden, n_actions))
 

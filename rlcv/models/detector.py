@@ -1,7 +1,7 @@
 """Faster R-CNN as the policy-gradient detector builds on it (Rao et al. 2018, Sections
 3.1 and 4.1), on torchvision's `FasterRCNN` (its RPN, RoIAlign box head and NMS).
 
-Backbones, sized by the profile (weights=None everywhere: nothing is downloaded):
+Backbones, sized by the profile:
 
 - `small` (ci/smoke): a CPU-sized CNN. Without FPN the detector reads one stride-8 map
   whose last stage is dilated instead of strided, the paper's "dilated C5" design on a
@@ -9,9 +9,10 @@ Backbones, sized by the profile (weights=None everywhere: nothing is downloaded)
   `FeaturePyramidNetwork` plus a max-pooled coarsest level (P6).
 - `resnet101` (paper): ResNet-101 with a dilated 5th stage (stride 16) and the paper's
   conv + 2-fc box head on 14 x 14 RoIs, or ResNet-101-FPN from torchvision's
-  `resnet_fpn_backbone` with the 2-fc head; trainable BatchNorm since nothing is
-  pretrained. (torchvision's FPN reads C2-C5 with P6 by max-pooling, not the paper's
-  {C2, C3, dilated C5} + strided P6.)
+  `BackboneWithFPN` with the 2-fc head (`rlcv.models.paper_backbones`: ImageNet
+  weights with frozen BatchNorm and stages 1-2, or `weights: none`). (torchvision's
+  FPN reads C2-C5 with P6 by max-pooling, not the paper's {C2, C3, dilated C5} +
+  strided P6.)
 
 RoIAlign samples one point per bin (sampling_ratio=1): its CPU backward dominated the
 smoke training step at 2 x 2 points.
@@ -91,26 +92,22 @@ class ConvFCHead(nn.Module):
         return F.relu(self.fc7(F.relu(self.fc6(x))))
 
 
-def _resnet101(fpn: bool) -> nn.Module:
-    from torchvision.models import resnet101
-    from torchvision.models._utils import IntermediateLayerGetter
-    from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+def _resnet101(fpn: bool, weights: str, load: bool) -> nn.Module:
+    import rlcv.models.paper_backbones as paper_backbones
 
-    if fpn:
-        return resnet_fpn_backbone(backbone_name="resnet101", weights=None,
-                                   norm_layer=nn.BatchNorm2d, trainable_layers=5)
-    net = resnet101(weights=None, replace_stride_with_dilation=[False, False, True])
-    body = IntermediateLayerGetter(net, {"layer4": "0"})
-    body.out_channels = 2048
-    return body
+    build = paper_backbones.resnet101_fpn if fpn else paper_backbones.resnet101_c4
+    return build(weights, load)
 
 
 def build_detector(backbone: str = "small", fpn: bool = False, num_classes: int = 7,
                    image_size: int = 96, width: int = 16, head_dim: int = 128,
                    roi_size: int = 7, anchor_sizes: tuple = (8, 16, 32, 64),
                    proposals: int = 100, rois_per_image: int = 64,
-                   detections: int = 100) -> FasterRCNN:
-    """A torchvision `FasterRCNN` (weights=None) for `image_size` square images.
+                   detections: int = 100, weights: str = "none",
+                   load: bool = True) -> FasterRCNN:
+    """A torchvision `FasterRCNN` for `image_size` square images; `weights` (resnet101
+    only) names the backbone's pretrained weights (`rlcv.models.paper_backbones`), loaded
+    when `load` (False: the same architecture, e.g. to load a checkpoint into).
 
     `num_classes` counts the background; `anchor_sizes` are spread one per pyramid
     level with FPN, all on the single map without; `proposals` is the RPN's post-NMS
@@ -120,7 +117,7 @@ def build_detector(backbone: str = "small", fpn: bool = False, num_classes: int 
     if backbone == "small":
         body = SmallBackbone(width, fpn)
     elif backbone == "resnet101":
-        body = _resnet101(fpn)
+        body = _resnet101(fpn, weights, load)
     else:
         raise ValueError(f"backbone: expected 'small' or 'resnet101', got {backbone!r}")
     sizes = tuple(int(s) for s in anchor_sizes)
@@ -265,3 +262,17 @@ def detect(model: FasterRCNN, images: list[torch.Tensor], nms: NmsFn = greedy_nm
             out.append({"boxes": boxes[keep] * ratio, "scores": kept_scores,
                         "labels": labels[keep]})
     return out
+
+
+def class_ids(gt: dict) -> list[int]:
+    """The annotation file's category ids, sorted: detector class k (1..K) is ids[k - 1]
+    (the synthetic set's ids are 1..6 already; real COCO's 80 run to 90)."""
+    return sorted(int(c["id"]) for c in gt.get("categories", []))
+
+
+def class_lut(gt: dict) -> torch.Tensor:
+    """Category id -> detector class (0 for an id not in the file) lookup table."""
+    ids = class_ids(gt)
+    lut = torch.zeros(max(ids, default=0) + 1, dtype=torch.long)
+    lut[ids] = torch.arange(1, len(ids) + 1)
+    return lut

@@ -164,11 +164,13 @@ def _render(params, stage: Path, specs, values, hists, provenance) -> list[str]:
         no_dataset = _no_dataset(spec)
         cells = tables.build_cells(spec, values, no_dataset=no_dataset)
         claims = tables.claim_results(spec, cells, values)
-        files = {}
+        files, weights = {}, set()
         for (t, _label), rr in values.items():
             if t == tid:
                 files.update(rr.files)
+                weights |= rr.weights
         prov = {**provenance, "fingerprint": runs.fingerprint(files), "no_dataset": no_dataset,
+                "weights": sorted(weights),
                 "shared": _shared_notes(spec, values)}
         for ext, text in (("md", tables.markdown(spec, cells, claims, prov)),
                           ("csv", tables.csv_text(spec, cells, claims)),

@@ -36,6 +36,8 @@ class RowRuns:
     files: dict[str, str] = field(default_factory=dict)
     """metrics.json path -> sha256 of its bytes."""
     seeds: set[int] = field(default_factory=set)
+    weights: set[str] = field(default_factory=set)
+    """Pretrained weights the runs started from ("none": random init), as recorded."""
 
 
 def _load_json(path: Path) -> dict:
@@ -97,6 +99,8 @@ def collect(params, results: Path, specs: dict[str, TableSpec]
                 slot.data.add(str(rec.get("dataset", "")))
                 slot.files[path.as_posix()] = digest
                 slot.seeds.add(rec["seed"])
+                if rec.get("weights"):
+                    slot.weights.add(str(rec["weights"]))
     return out, seen
 
 

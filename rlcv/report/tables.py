@@ -139,6 +139,18 @@ def _mname(m) -> str:
     return f"{m.name} [{m.dataset}]" if m.dataset else m.name
 
 
+def weights_line(weights: list[str]) -> str:
+    """The header line saying which pretrained weights the runs started from."""
+    trained = sorted(w for w in weights if w != "none")
+    if not trained:
+        return ("> Weights: RANDOM INITIALISATION (`weights: none`): no run started from "
+                "pretrained weights (see each paper for the weights it starts from).")
+    line = f"> Weights: pretrained {', '.join(f'`{w}`' for w in trained)}"
+    if "none" in weights:
+        line += "; some runs from a RANDOM INITIALISATION (`weights: none`)"
+    return line + "."
+
+
 def header_lines(spec: TableSpec, provenance: dict) -> list[str]:
     """Title, data, provenance (commit, runs hash), what the table shows and not."""
     synthetic = provenance["data"] == "synthetic"
@@ -173,6 +185,9 @@ def header_lines(spec: TableSpec, provenance: dict) -> list[str]:
            "synthetic and small, the models CPU-sized." if synthetic else
            "What it does not show: the paper's exact training schedule where noted."),
     ]
+    weights = provenance.get("weights") or []
+    if weights:
+        lines.append(weights_line(weights))
     for note in provenance.get("shared", []):
         lines.append(f"> Shared runs: {note}")
     return lines + ([f"> Note: {spec.notes}"] if spec.notes else [])
