@@ -75,6 +75,14 @@ def rows_to_run(params: Params) -> list:
     return rows
 
 
+def _slice(params: Params, kind: str, name: str) -> list[str]:
+    """The params a stage reads: `profile` and the entry's `config` and active-profile blocks
+    (those present), not the other profiles' blocks: editing the `paper` settings leaves
+    the smoke results current, and the other way round."""
+    entry = (params.raw.get(kind) or {}).get(name) or {}
+    return ["profile", *(f"{kind}.{name}.{k}" for k in ("config", params.profile) if k in entry)]
+
+
 def stages(params: Params) -> dict:
     """The dvc.yaml `stages` mapping."""
     rows = rows_to_run(params)
@@ -88,13 +96,13 @@ def stages(params: Params) -> dict:
         out[f"synth-{name}"] = {
             "cmd": f"rlcv synth {name}",
             "deps": _dataset_code(name),
-            "params": ["profile", f"datasets.{name}"],
+            "params": _slice(params, "datasets", name),
             "outs": [f"data/raw/{name}"],
         }
         out[f"stage-{name}"] = {
             "cmd": f"rlcv stage {name}",
             "deps": [f"data/raw/{name}", *_dataset_code(name)],
-            "params": ["profile", f"datasets.{name}"],
+            "params": _slice(params, "datasets", name),
             "outs": [f"data/staged/{name}"],
         }
     seeds = " ".join(str(s) for s in params.seeds)
@@ -106,7 +114,7 @@ def stages(params: Params) -> dict:
         out[f"train-{row.name}"] = {
             "cmd": f"rlcv train {row.name} --seed {seeds}",
             "deps": [*code, data, *reqs],
-            "params": ["profile", f"methods.{row.name}"],
+            "params": _slice(params, "methods", row.name),
             # persist: DVC would delete the run folders before rerunning the stage, and an
             # interrupted train could not resume; the settings signature discards stale
             # checkpoints instead (rlcv.engine.fit)

@@ -129,3 +129,25 @@ def test_committed_dvc_lock_has_only_current_stages(repo, chdir):
         current = set(stages(P.load()))
     locked = set(yaml.safe_load((repo / "dvc.lock").read_text())["stages"])
     assert locked <= current, sorted(locked - current)
+
+
+def test_stages_read_only_the_active_profiles_params(repo):
+    """A stage's params are its entry's `config` and active-profile blocks: editing another
+    profile's settings (say `paper`) does not make the smoke results stale."""
+    from rlcv import params as P
+    from rlcv.pipeline import stages
+
+    params = P.load(repo / "params.yaml")
+    for profile in ("smoke", "paper"):
+        params.raw["profile"] = profile
+        out = stages(params)
+        assert out["train-gt-bbox-deepmask"]["params"] == [
+            "profile", "methods.gt-bbox-deepmask.config", f"methods.gt-bbox-deepmask.{profile}"]
+        assert out["stage-coco"]["params"] == [
+            "profile", "datasets.coco.config", f"datasets.coco.{profile}"]
+        for name, stage in out.items():   # only blocks that exist (DVC fails on missing keys)
+            for key in stage.get("params", []):
+                node = params.raw
+                for part in key.split(".", 2):
+                    assert part in node, (name, key)
+                    node = node[part]
