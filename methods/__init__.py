@@ -76,12 +76,32 @@ def _acis(name: str, tables: dict, data: str, train: str, evaluate: str,
                requires=requires, code=_ACIS_CODE)
 
 
-def _pose_agent(name: str, tables: dict, train="methods.eurl.pose_agent:train_agent") -> Row:
-    """An EU-RL pose agent row (issue 9); the variants differ only in params.yaml."""
+def _pose_agent(name: str, tables: dict, train="methods.eurl.pose_agent:train_agent",
+                rmpe: str = "eurl-pose-rmpe") -> Row:
+    """An EU-RL pose agent row (issue 9) on the RMPE row `rmpe`; the variants differ only
+    in params.yaml."""
     return Row(name=name, tables=tables, data="mpii/multi",
                config="methods.eurl.pose_agent:PoseAgentConfig", train=train,
                evaluate="methods.eurl.pose_agent:evaluate_agent",
-               requires=("eurl-pose-rmpe",), code=_POSE_AGENT_CODE)
+               requires=(rmpe,), code=_POSE_AGENT_CODE)
+
+
+def _pose_chain(prefix: str, tables: dict) -> dict[str, Row]:
+    """The pose networks and RMPE of one chain (issue 19: Table 2 has its own, with the
+    8-stack hourglass on the paper profile; Table 3 and Fig. 4 share a two-stack one):
+    `<prefix>-boxes` (loose/tight hourglasses) and `<prefix>-rmpe` (detector + tight
+    fine-tune); `tables` maps "boxes"/"rmpe" to the rows' table labels."""
+    boxes, rmpe = f"{prefix}-boxes", f"{prefix}-rmpe"
+    return {
+        boxes: Row(name=boxes, tables=tables.get("boxes", {}), data="mpii/multi",
+                   config="methods.eurl.pose:PoseNetConfig",
+                   train="methods.eurl.pose:train_posenets",
+                   evaluate="methods.eurl.pose:evaluate_posenets", code=_POSE_CODE),
+        rmpe: Row(name=rmpe, tables=tables.get("rmpe", {}), data="mpii/multi",
+                  config="methods.eurl.pose:RMPEConfig", train="methods.eurl.pose:train_rmpe",
+                  evaluate="methods.eurl.pose:evaluate_rmpe", requires=(boxes,),
+                  code=_POSE_CODE),
+    }
 
 
 METHODS: dict[str, Row] = {
@@ -315,22 +335,19 @@ METHODS: dict[str, Row] = {
                                      "pascal_context/context59", "ciss",
                                      "ciss-baseline-pascal-context"),
     # EU-RL on MPII pose (issue 9): pose nets, the RMPE pipeline, the agent and ablations
-    "eurl-pose-boxes": Row(
-        name="eurl-pose-boxes", tables={"eu-rl-fig4": "Loose bbox model"}, data="mpii/multi",
-        config="methods.eurl.pose:PoseNetConfig", train="methods.eurl.pose:train_posenets",
-        evaluate="methods.eurl.pose:evaluate_posenets", code=_POSE_CODE),
-    "eurl-pose-rmpe": Row(
-        name="eurl-pose-rmpe", tables={"eu-rl-table2": "Fang et al. [11]"}, data="mpii/multi",
-        config="methods.eurl.pose:RMPEConfig", train="methods.eurl.pose:train_rmpe",
-        evaluate="methods.eurl.pose:evaluate_rmpe", requires=("eurl-pose-boxes",), code=_POSE_CODE),
+    # Table 3 and Fig. 4 (two-stack hourglass on every profile)
+    **_pose_chain("eurl-pose", {"boxes": {"eu-rl-fig4": "Loose bbox model"}}),
+    # Table 2 (its own runs: 8-stack hourglass on the paper profile)
+    **_pose_chain("eurl-pose-t2", {"rmpe": {"eu-rl-table2": "Fang et al. [11]"}}),
+    "eurl-pose-t2": _pose_agent("eurl-pose-t2", {"eu-rl-table2": "ours"}, rmpe="eurl-pose-t2-rmpe"),
     "eurl-pose-rmpe-matched": Row(
         name="eurl-pose-rmpe-matched",
         tables={"eu-rl-table2": "RMPE + equal extra steps (compute-matched)"},
         data="mpii/multi", config="methods.eurl.matched:MatchedConfig",
         train="methods.eurl.pose_agent:train_rmpe_matched",
-        evaluate="methods.eurl.pose:evaluate_rmpe", requires=("eurl-pose-rmpe", "eurl-pose"),
+        evaluate="methods.eurl.pose:evaluate_rmpe", requires=("eurl-pose-t2-rmpe", "eurl-pose-t2"),
         code=_POSE_AGENT_CODE),
-    "eurl-pose": _pose_agent("eurl-pose", {"eu-rl-table2": "ours", "eu-rl-table3": "Ours, full",
+    "eurl-pose": _pose_agent("eurl-pose", {"eu-rl-table3": "Ours, full",
                                            "eu-rl-fig4": "Upgrade at last step"}),
     "eurl-pose-ablations": _pose_agent("eurl-pose-ablations",
                                        {"eu-rl-table3": "(a) w/o feedback"},

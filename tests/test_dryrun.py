@@ -79,7 +79,8 @@ def test_paper_architectures_parameter_counts(repo):
     params = P.load(repo / "params.yaml")
     params.raw["profile"] = "paper"
     methods_cfg = {r: params.method(r) for r in ("pgdet-standard", "pgdet-fpn-standard",
-                                                 "eurl-pose-boxes", "eurl-pose-rmpe")}
+                                                 "eurl-pose-t2-boxes", "eurl-pose-boxes",
+                                                 "eurl-pose-t2-rmpe")}
     gt = {"categories": [{"id": i} for i in range(1, 91) if i not in (12, 26, 29, 30, 45, 66,
                                                                        68, 69, 71, 83)]}
     for row in ("pgdet-standard", "pgdet-fpn-standard"):
@@ -90,9 +91,11 @@ def test_paper_architectures_parameter_counts(repo):
         assert arch["num_classes"] == 81   # COCO's 80 categories (ids to 90) + background
         # Faster R-CNN on ResNet-101 (42.5 M without its fc): tens of millions
         assert 45 < _count(_model(arch, 64)) < 120, row
-    pose = methods_cfg["eurl-pose-boxes"]
+    pose = methods_cfg["eurl-pose-t2-boxes"]   # Table 2's own run (issue 19)
     assert 24 < _count(build_pose_net(pose)) < 27   # Newell et al.'s 8-stack: ~25 M
-    det = {k: methods_cfg["eurl-pose-rmpe"][k] for k in ("det_backbone", "det_width",
+    two = methods_cfg["eurl-pose-boxes"]   # Table 3 and Fig. 4: the two-stack hourglass
+    assert two["stacks"] == 2 and 5 < _count(build_pose_net(two)) < 8
+    det = {k: methods_cfg["eurl-pose-t2-rmpe"][k] for k in ("det_backbone", "det_width",
                                                             "det_proposals", "det_weights")}
     ssd = build_person_detector(det, 64)
     assert type(ssd).__name__ == "SSD" and 20 < _count(ssd) < 30   # SSD300-VGG16

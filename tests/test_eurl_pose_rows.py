@@ -12,7 +12,8 @@ import pytest
 from conftest import copy_repo, run_rows, set_params
 
 ROWS = ("eurl-pose-boxes", "eurl-pose-rmpe", "eurl-pose", "eurl-pose-ablations",
-        "eurl-pose-every-step", "eurl-pose-rmpe-matched")
+        "eurl-pose-every-step", "eurl-pose-t2-boxes", "eurl-pose-t2-rmpe", "eurl-pose-t2",
+        "eurl-pose-rmpe-matched")
 AP = {"head", "shoulder", "elbow", "wrist", "hip", "knee", "ankle", "total"}
 
 
@@ -97,14 +98,15 @@ def test_fig4_and_tables_from_the_runs(ci_runs):
 
 def test_rmpe_control_gets_the_agents_upgrade_steps(ci_runs):
     """RMPE + equal extra steps: RMPE's detector, its hourglass fine-tuned for as many
-    steps (batch size, lr) as the eurl-pose agent's upgrade took."""
+    steps (batch size, lr) as Table 2's agent (eurl-pose-t2) took for its upgrade."""
     import torch
 
     from methods.eurl.matched import upgrade_budget
     from rlcv import engine
 
     load = lambda row: engine.load_checkpoint(ci_runs / "runs" / f"{row}-0" / "checkpoint.pt")  # noqa: E731
-    agent, rmpe, ctrl = load("eurl-pose"), load("eurl-pose-rmpe"), load("eurl-pose-rmpe-matched")
+    agent, rmpe = load("eurl-pose-t2"), load("eurl-pose-t2-rmpe")
+    ctrl = load("eurl-pose-rmpe-matched")
     c = agent["config"]
     assert ctrl["matched_budget"] == upgrade_budget(c) == {
         "steps": c["episodes"], "batch_size": c["batch_size"], "lr": c["recog_lr"]}

@@ -2,11 +2,13 @@
 Sections 4.2.1-4.2.3 and 5).
 
 - **Loose bbox model** / **Tight bbox model** (Section 4.2.2, Fig. 4a, b), one row
-  (`eurl-pose-boxes`): two two-stack hourglasses, one trained on loose crops (square of
+  (`eurl-pose-boxes`; `eurl-pose-t2-boxes` is Table 2's own, 8 stacks on the paper
+  profile): two hourglasses, one trained on loose crops (square of
   side 200 x scale about MPII's centre), one on tight crops (joints' extent x 1.3), same
   settings otherwise; each scored by PCKh on the val people's crops of its own kind. The
   loose model is RMPE's pretrained model.
-- **Fang et al. [11]** (RMPE, Table 2): person detector (tight boxes) -> hourglass
+- **Fang et al. [11]** (RMPE, Table 2: `eurl-pose-t2-rmpe`; `eurl-pose-rmpe` is the one
+  Table 3's agents start from): person detector (tight boxes) -> hourglass
   "pretrained on loose-bounding-box cropped images, then finetuned to fit
   tight-bounding-box cropped images" -> pose NMS; multi-person AP on the val images.
 
@@ -148,7 +150,8 @@ def train_rmpe(cfg: RMPEConfig, data, run) -> str:
 
 def _train_rmpe(cfg: RMPEConfig, data, run) -> str:
     """Body of `train_rmpe` (run with one torch thread)."""
-    loose = engine.load_checkpoint(run.inputs["eurl-pose-boxes"])
+    (boxes,) = run.inputs.values()   # the chain's pose networks (eurl-pose[-t2]-boxes)
+    loose = engine.load_checkpoint(boxes)
     arch = loose["pose_arch"]
     image_size = data.load("train")["image"].shape[-1]
     det_arch = {k: getattr(cfg, k) for k in DET_ARCH}
