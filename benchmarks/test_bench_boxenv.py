@@ -90,3 +90,32 @@ def test_bench_boxenv_batched_vs_one_at_a_time(benchmark, workload, kind, floor)
           f"one image at a time: {ratio:.1f}x ({target}; asserted floor {floor}x)")
     assert ratio >= floor, f"batched env only {ratio:.1f}x faster than one image at a time"
 
+
+
+EXPLORING = 0.4   # share of episodes that follow the expert: ε·guided early in a DQN run
+
+
+def test_bench_expert_preview_of_the_exploring_rows_only(benchmark, workload):
+    """The DQN's guided exploration (issue 22): previewing the 9 actions' rewards only for
+    the episodes that follow the expert this step, against previewing every episode (the
+    code before). With EU-RL's mask reward each previewed box costs a DeepMask forward,
+    so the ratio approaches 1/EXPLORING; asserted >= 1.5x."""
+    images, masks, boxes, _, net = workload
+    env = _env(net)
+    env.reset(images, boxes, {"mask": masks, "box": boxes.flip(0)})
+    g = torch.Generator().manual_seed(1)
+    rows = torch.rand(BATCH, generator=g) < EXPLORING
+
+    def some_rows():
+        env.action_rewards(rows)
+
+    benchmark.pedantic(some_rows, rounds=5, iterations=1, warmup_rounds=1)
+    stats = getattr(benchmark, "stats", None)
+    t_rows = stats.stats.min if stats is not None else best_time(some_rows, 5)
+    t_all = best_time(env.action_rewards, 5)
+    ratio = t_all / t_rows
+    benchmark.extra_info.update(rows_previewed=int(rows.sum()), batch=BATCH,
+                                ratio=round(ratio, 2), torch_threads=1)
+    print(f"\nexpert preview of {int(rows.sum())}/{BATCH} episodes: {t_rows * 1e3:.0f} ms, "
+          f"of all: {t_all * 1e3:.0f} ms ({ratio:.1f}x; asserted floor 1.5x)")
+    assert ratio >= 1.5, f"previewing the exploring rows only is just {ratio:.2f}x faster"

@@ -82,9 +82,11 @@ def test_dqn_learns_the_optimal_policy_of_a_tiny_env():
     agent = dqn.DQNAgent(qnet, lr=3e-3, gamma=0.5, batch_size=64, target_every=25)
     memory = dqn.ReplayMemory(2000, 2)
     img, starts, targets, _ = _scene(64, g)
-    for step in range(60):
+    # 150 updates, ε decaying over the first 60: 69 of seeds 0-69 learn the optimum (60
+    # updates with ε over 40 passed only 68-78% of 40 seeds, the seed in use by luck)
+    for step in range(150):
         idx = torch.randint(64, (32,), generator=g)
-        eps = max(0.1, 1.0 - step / 40)
+        eps = max(0.1, 1.0 - step / 60)
         dqn.train_episodes(env, agent, memory, img, idx, starts[idx],
                            {k: v[idx] for k, v in targets.items()}, g, eps, guided=0.5,
                            warmup=64)
@@ -92,6 +94,34 @@ def test_dqn_learns_the_optimal_policy_of_a_tiny_env():
     res = dqn.greedy(env, qnet, img, starts, targets)
     _check_optimal(res, first)
     torch.testing.assert_close(res["returns"], torch.where(first == TERMINATE, 3.0, 4.0))
+
+
+class _Expert:
+    """A stand-in environment whose expert preview is a given (B, 9) reward table."""
+    n_actions = 9
+
+    def __init__(self, rewards):
+        self.rewards, self.active = rewards, torch.ones(rewards.shape[0], dtype=torch.bool)
+
+    def action_rewards(self, rows):
+        return torch.where(rows[:, None], self.rewards, torch.nan)
+
+
+def test_guided_exploration_picks_a_paying_action_by_each_episode_alone():
+    # issue 22: the expert previews only the exploring episodes, so an episode's pick must
+    # not move with the other episodes' rewards (torch.multinomial's picks did)
+    g = torch.Generator().manual_seed(0)
+    rewards = torch.where(torch.rand(200, 9, generator=g) < 0.3, 1.0, -1.0)
+    rewards[0] = -1.0                                  # nothing pays: any action
+    greedy = torch.zeros(200, dtype=torch.long)
+    picks = dqn.explore(_Expert(rewards), greedy, 1.0, 1.0, torch.Generator().manual_seed(1))
+    paying = rewards.gather(1, picks[:, None])[:, 0] > 0
+    assert paying[1:][rewards[1:].gt(0).any(1)].all()
+    others = rewards.clone()
+    others[100:] = -others[100:]
+    again = dqn.explore(_Expert(others), greedy, 1.0, 1.0, torch.Generator().manual_seed(1))
+    assert torch.equal(again[:100], picks[:100])
+    assert not torch.equal(again[100:], picks[100:])
 
 
 class TinyRecognizer(nn.Module):

@@ -174,3 +174,22 @@ def test_action_rewards_preview_what_a_step_would_pay():
     env.step(torch.tensor([RIGHT]))
     hist = env.history_onehot()[0].view(2, 9)
     assert hist[0].sum() == 0 and hist[1, RIGHT] == 1   # newest action last
+
+
+def test_action_rewards_of_some_rows_match_the_full_preview():
+    # the DQN's expert previews only the episodes that follow it this step (issue 22)
+    g = torch.Generator().manual_seed(3)
+    imgs = torch.rand(5, 3, 40, 48, generator=g)
+    masks = imgs[:, 0] > 0.6
+    rec = Recognizer(Threshold(), 16, torch.sigmoid, train_loss=lambda o, b, t: o.mean())
+    starts = torch.tensor([[5.0, 5.0, 30.0, 30.0]]).repeat(5, 1) + torch.arange(5.0)[:, None]
+    env = BoxEnv(rec, _mask_loss, EURLReward(), t_max=4)
+    env.reset(imgs, starts, {"mask": masks})
+    env.step(torch.tensor([RIGHT, UP, TERMINATE, WIDER, LEFT]))
+    full = env.action_rewards()
+    assert not full.isnan().any()
+    rows = torch.tensor([True, False, False, True, True])
+    part = env.action_rewards(rows)
+    torch.testing.assert_close(part[rows], full[rows])
+    assert part[~rows].isnan().all()
+    assert env.action_rewards(torch.zeros(5, dtype=torch.bool)).isnan().all()

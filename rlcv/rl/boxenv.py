@@ -269,25 +269,40 @@ class BoxEnv:
         return StepResult(self.obs(), reward, term | trunc, term, trunc, run)
 
     @torch.no_grad()
-    def action_rewards(self) -> torch.Tensor:
+    def action_rewards(self, rows: torch.Tensor | None = None) -> torch.Tensor:
         """(B, 9) the reward every action would earn from the current states (no step).
 
         The "expert" of Caicedo & Lazebnik's guided exploration: it knows the ground truth
         and sees which actions pay. Runs the recognition network on the 8 moved boxes
-        only when the loss needs its outputs.
+        only when the loss needs its outputs (terminating keeps the box and its loss).
+        `rows` (a bool mask or indices): preview only those episodes, the ones that follow
+        the expert this step; the other rows are NaN. With EU-RL's mask reward every
+        previewed box costs a DeepMask forward, so this is most of a DQN step's time.
         """
         n = self.boxes.shape[0]
         dev = self.boxes.device
-        acts = torch.arange(N_ACTIONS, device=dev).repeat_interleave(n)
-        idx = torch.arange(n, device=dev).repeat(N_ACTIONS)
+        sel = torch.arange(n, device=dev) if rows is None else (
+            rows.nonzero()[:, 0] if rows.dtype == torch.bool else rows.to(dev))
+        out = torch.full((n, N_ACTIONS), float("nan"), device=dev)
+        m = sel.numel()
+        if m == 0:
+            return out
+        moves = torch.tensor([a for a in range(N_ACTIONS) if a != TERMINATE], device=dev)
+        acts = moves.repeat_interleave(m)
+        idx = sel.repeat(len(moves))
         boxes = apply_actions(self.boxes[idx], acts, self.height, self.width, self.move,
                               self.scale, self.min_size)
         outputs = None
         if getattr(self.loss_fn, "uses_output", True):
             outputs = self._recognize(crop(self.images, boxes, self.crop_size, idx))
         after = self._loss(idx, outputs, boxes)
-        after = torch.where(acts == TERMINATE, self.loss[idx], after)
-        return self.reward_fn(self.loss[idx], after, acts == TERMINATE).view(N_ACTIONS, n).T
+        moved = self.reward_fn(self.loss[idx], after,
+                               torch.zeros_like(after, dtype=torch.bool)).view(len(moves), m).T
+        stay = self.reward_fn(self.loss[sel], self.loss[sel],
+                              torch.ones_like(self.loss[sel], dtype=torch.bool))
+        out[sel[:, None], moves[None, :]] = moved.to(out.dtype)
+        out[sel, TERMINATE] = stay.to(out.dtype)
+        return out
 
 
 def onehot_history(history: torch.Tensor) -> torch.Tensor:

@@ -123,10 +123,17 @@ def explore(env: BoxEnv, greedy_actions: torch.Tensor, epsilon: float, guided: f
     actions = torch.where(explore_, uniform, greedy_actions)
     use_expert = explore_ & (torch.rand(n, generator=g) < guided).to(dev)
     if use_expert.any():
-        good = (env.action_rewards() > 0).float()
+        # only the episodes that follow the expert are previewed (the others' rows are NaN,
+        # never picked below); the draw below consumes the generator the same either way
+        good = (env.action_rewards(use_expert & env.active) > 0).float()
         has = good.sum(1) > 0
         weights = (good + (~has[:, None]).float()).cpu()
-        pick = torch.multinomial(weights, 1, generator=g)[:, 0].to(dev)
+        # inverse-CDF draw, one uniform per episode: each row's pick depends on its own
+        # weights only (torch.multinomial's picks also move with the other rows' weights)
+        cdf = weights.cumsum(1)
+        u = torch.rand(n, 1, generator=g) * cdf[:, -1:]
+        pick = torch.searchsorted(cdf, u, right=True)[:, 0].clamp(max=env.n_actions - 1)
+        pick = pick.to(dev)
         actions = torch.where(use_expert & has, pick, actions)
     return actions
 
