@@ -5,10 +5,11 @@
 
 `run` puts a shim first on PATH that records, for every `rlcv` command DVC starts, when it
 started and ended and how long the process took to import rlcv's command line (torch
-included: the start-up every stage pays), then runs `dvc repro`. What lies between one
-command's end and the next one's start is DVC's bookkeeping (hashing deps and outs,
-writing dvc.lock, checking the next stage). `table` prints the per-stage markdown table
-README.md carries and the totals by kind. Nothing here changes what a stage computes.
+included: the start-up every stage pays), then runs `dvc repro` through `rlcv.dvcrun`,
+as `make repro` does. What lies between one command's end and the next one's start is
+DVC's bookkeeping (hashing deps and outs, writing dvc.lock, checking the next stage).
+`table` prints the per-stage markdown table README.md carries and the totals by kind.
+Nothing here changes what a stage computes.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def run(log: Path, dvc_args: list[str]) -> int:
         env = {**os.environ, "RLCV_STAGE_LOG": str(log.resolve()),
                "PATH": f"{shim_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
         t0 = time.time()
-        rc = subprocess.call(["dvc", "repro", *dvc_args], env=env)
+        rc = subprocess.call([sys.executable, "-m", "rlcv.dvcrun", "repro", *dvc_args], env=env)
         total = time.time() - t0
     with open(log, "a", newline="") as fh:
         csv.writer(fh).writerow(["(dvc repro total)", f"{t0:.3f}", "0", f"{t0 + total:.3f}", rc])

@@ -1,0 +1,111 @@
+"""`dvc` with its YAML reading memoized: what `make repro` and `rlcv.stagetimes` run.
+
+    python -m rlcv.dvcrun repro [ARGS...]     # the same as `dvc repro [ARGS...]`
+
+DVC re-reads the same files many times in one command, and YAML parsing is most of its
+bookkeeping on this pipeline (issue 22, measured with cProfile on DVC 3.67):
+- every stage's params dependency parses params.yaml again: 113 parses of a 30 KB file
+  in one no-op `dvc status`, half of its CPU time;
+- after every stage DVC re-reads dvc.lock (~490 KB) with the comment-preserving parser
+  and rewrites it: ~2 s of each stage's bookkeeping, most of it the re-read of the text
+  DVC itself wrote one stage before.
+Here the plain parse is memoized by the file's text (each caller gets its own deep copy)
+and the lock DVC just wrote is handed back instead of re-parsed, as long as the file
+still holds exactly that text. What DVC reads, decides and writes is unchanged: only the
+number of parses is. If DVC's internals move (another version), this runs DVC unchanged.
+Plain `dvc repro` stays a valid way to run the pipeline, only slower.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import sys
+from contextlib import contextmanager
+
+_SAFE: dict[tuple[str, str], object] = {}      # (typ, text) -> parsed, never handed out
+_WRITTEN: dict[str, tuple[str, object]] = {}   # abs path -> (text, object dumped there)
+_MAX_SAFE = 32
+_PATCHED: list = []                            # (module, name, original) to undo
+
+
+def _key(path) -> str:
+    return os.path.abspath(os.fspath(path))
+
+
+def install() -> bool:
+    """Patch DVC's YAML helpers in this process; False (and nothing patched) when this
+    DVC lacks the functions the patch wraps."""
+    try:
+        from dvc.utils.serialize import _common, _yaml
+    except ImportError:
+        return False
+    names = ("parse_yaml", "parse_yaml_for_update", "modify_yaml", "_dump")
+    if not all(hasattr(_yaml, n) for n in names) or not hasattr(_common, "_modify_data"):
+        return False
+    if getattr(_yaml.modify_yaml, "_rlcv", False):
+        return True
+    parse, parse_rt, dump = _yaml.parse_yaml, _yaml.parse_yaml_for_update, _yaml._dump
+
+    def parse_yaml(text, path, typ="safe"):
+        if typ != "safe":
+            return parse(text, path, typ=typ)
+        key = (typ, text)
+        if key not in _SAFE:
+            if len(_SAFE) >= _MAX_SAFE:
+                _SAFE.clear()
+            _SAFE[key] = parse(text, path, typ=typ)
+        return copy.deepcopy(_SAFE[key])
+
+    def parse_yaml_for_update(text, path):
+        # the object DVC dumped to this path last, if the file still holds that text;
+        # taken out of the memo, so an edit that fails before its dump cannot leak
+        written = _WRITTEN.pop(_key(path), None)
+        if written is not None and written[0] == text:
+            return written[1]
+        return parse_rt(text, path)
+
+    @contextmanager
+    def modify_yaml(path, fs=None):
+        with _common._modify_data(path, _yaml.parse_yaml_for_update, dump, fs=fs) as data:
+            yield data
+        if fs is None or getattr(fs, "protocol", None) == "local":
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    _WRITTEN[_key(path)] = (fh.read(), data)
+            except OSError:
+                _WRITTEN.pop(_key(path), None)
+
+    modify_yaml._rlcv = True
+    import dvc.utils.serialize as ser
+
+    # _yaml itself, and the modules that import the helpers by name
+    mods = (_yaml, ser, *(sys.modules[m] for m in ("dvc.dvcfile", "dvc.stage.serialize",
+                                                   "dvc.repo.artifacts") if m in sys.modules))
+    for mod in mods:
+        for name, fn in (("parse_yaml", parse_yaml), ("modify_yaml", modify_yaml),
+                         ("parse_yaml_for_update", parse_yaml_for_update)):
+            if hasattr(mod, name):
+                _PATCHED.append((mod, name, getattr(mod, name)))
+                setattr(mod, name, fn)
+    return True
+
+
+def uninstall() -> None:
+    """Undo `install` and forget what it memoized."""
+    while _PATCHED:
+        mod, name, fn = _PATCHED.pop()
+        setattr(mod, name, fn)
+    _SAFE.clear()
+    _WRITTEN.clear()
+
+
+def main(argv: list[str] | None = None) -> int:
+    install()
+    from dvc.cli import main as dvc_main
+
+    return dvc_main(sys.argv[1:] if argv is None else argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
