@@ -4,6 +4,12 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
+# `rlcv pipeline` (3-4 s, torch's import most of it) only when what dvc.yaml is written
+# from changed since it last ran: a no-op `make repro` is then DVC's status check alone.
+PIPELINE := .dvc/tmp/pipeline.stamp
+PIPELINE_SRC := params.yaml dvc.yaml $(wildcard methods/*.py methods/*/*.py datasets/*.py) \
+                rlcv/pipeline.py rlcv/params.py rlcv/registry.py rlcv/cli.py $(wildcard rlcv/report/*.py)
+
 .PHONY: repro repro-timed test test-fast test-paper bench lint pipeline gpu-check clean-venv
 
 $(STAMP): pyproject.toml constraints.txt
@@ -14,14 +20,16 @@ $(STAMP): pyproject.toml constraints.txt
 
 # Regenerate dvc.yaml from the method registry and params.yaml, then run the pipeline:
 # `dvc repro` with its YAML parsing memoized (rlcv/dvcrun.py; plain `dvc repro` works too).
-repro: $(STAMP)
-	$(BIN)/rlcv pipeline
+repro: $(STAMP) $(PIPELINE)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m rlcv.dvcrun repro
+
+$(PIPELINE): $(STAMP) $(PIPELINE_SRC)
+	$(BIN)/rlcv pipeline
+	mkdir -p $(dir $@) && touch $@
 
 # The same, with every stage timed (DVC bookkeeping, start-up, work) into
 # results/stage-times.csv; `python -m rlcv.stagetimes table` prints README's per-stage table.
-repro-timed: $(STAMP)
-	$(BIN)/rlcv pipeline
+repro-timed: $(STAMP) $(PIPELINE)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m rlcv.stagetimes run
 
 test: $(STAMP)
@@ -48,6 +56,7 @@ gpu-check: $(STAMP)
 
 pipeline: $(STAMP)
 	$(BIN)/rlcv pipeline
+	mkdir -p $(dir $(PIPELINE)) && touch $(PIPELINE)
 
 clean-venv:
 	rm -rf $(VENV)
