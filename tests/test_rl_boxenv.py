@@ -141,12 +141,18 @@ def test_episodes_end_independently_and_at_the_step_limit():
     assert r0.reward[0] == -1.0 and r0.reward[1] == 0.1 and r1.reward[1] == 1.0
 
 
-def test_batched_env_equals_one_image_at_a_time():
-    g = torch.Generator().manual_seed(1)
-    imgs = torch.rand(6, 3, 40, 48, generator=g)
+def _mask_scene(n: int, g: torch.Generator):
+    """n random images, their masks, a thresholding recognizer and shifted start boxes."""
+    imgs = torch.rand(n, 3, 40, 48, generator=g)
     masks = imgs[:, 0] > 0.6
     rec = Recognizer(Threshold(), 16, torch.sigmoid, train_loss=lambda o, b, t: o.mean())
-    starts = torch.tensor([[5.0, 5.0, 30.0, 30.0]]).repeat(6, 1) + torch.arange(6.0)[:, None]
+    starts = torch.tensor([[5.0, 5.0, 30.0, 30.0]]).repeat(n, 1) + torch.arange(float(n))[:, None]
+    return imgs, masks, rec, starts
+
+
+def test_batched_env_equals_one_image_at_a_time():
+    g = torch.Generator().manual_seed(1)
+    imgs, masks, rec, starts = _mask_scene(6, g)
     acts = torch.randint(9, (6, 4), generator=g)
     env = BoxEnv(rec, _mask_loss, EURLReward(), t_max=4)
     env.reset(imgs, starts, {"mask": masks})
@@ -178,11 +184,7 @@ def test_action_rewards_preview_what_a_step_would_pay():
 
 def test_action_rewards_of_some_rows_match_the_full_preview():
     # the DQN's expert previews only the episodes that follow it this step (issue 22)
-    g = torch.Generator().manual_seed(3)
-    imgs = torch.rand(5, 3, 40, 48, generator=g)
-    masks = imgs[:, 0] > 0.6
-    rec = Recognizer(Threshold(), 16, torch.sigmoid, train_loss=lambda o, b, t: o.mean())
-    starts = torch.tensor([[5.0, 5.0, 30.0, 30.0]]).repeat(5, 1) + torch.arange(5.0)[:, None]
+    imgs, masks, rec, starts = _mask_scene(5, torch.Generator().manual_seed(3))
     env = BoxEnv(rec, _mask_loss, EURLReward(), t_max=4)
     env.reset(imgs, starts, {"mask": masks})
     env.step(torch.tensor([RIGHT, UP, TERMINATE, WIDER, LEFT]))
