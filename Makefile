@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-# `rlcv pipeline` (3-4 s, torch's import most of it) only when what dvc.yaml is written
+# `rlcv pipeline` (~6 s, torch's import most of it) only when what dvc.yaml is written
 # from changed since it last ran: a no-op `make repro` is then DVC's status check alone.
 PIPELINE := .dvc/tmp/pipeline.stamp
 PIPELINE_SRC := params.yaml dvc.yaml $(wildcard methods/*.py methods/*/*.py datasets/*.py) \
