@@ -77,30 +77,33 @@ def _acis(name: str, tables: dict, data: str, train: str, evaluate: str,
 
 
 def _pose_agent(name: str, tables: dict, train="methods.eurl.pose_agent:train_agent",
-                rmpe: str = "eurl-pose-rmpe") -> Row:
+                rmpe: str = "eurl-pose-rmpe", twin: str | None = None) -> Row:
     """An EU-RL pose agent row (issue 9) on the RMPE row `rmpe`; the variants differ only
     in params.yaml."""
     return Row(name=name, tables=tables, data="mpii/multi",
                config="methods.eurl.pose_agent:PoseAgentConfig", train=train,
                evaluate="methods.eurl.pose_agent:evaluate_agent",
-               requires=(rmpe,), code=_POSE_AGENT_CODE)
+               requires=(rmpe,), code=_POSE_AGENT_CODE, twin=twin)
 
 
-def _pose_chain(prefix: str, tables: dict) -> dict[str, Row]:
+def _pose_chain(prefix: str, tables: dict, twin: str | None = None) -> dict[str, Row]:
     """The pose networks and RMPE of one chain (issue 19: Table 2 has its own, with the
     8-stack hourglass on the paper profile; Table 3 and Fig. 4 share a two-stack one):
     `<prefix>-boxes` (loose/tight hourglasses) and `<prefix>-rmpe` (detector + tight
-    fine-tune); `tables` maps "boxes"/"rmpe" to the rows' table labels."""
+    fine-tune); `tables` maps "boxes"/"rmpe" to the rows' table labels. `twin`: the
+    prefix of a chain whose runs these rows copy where the settings are equal."""
     boxes, rmpe = f"{prefix}-boxes", f"{prefix}-rmpe"
+    twin_of = (lambda part: f"{twin}-{part}") if twin else (lambda part: None)
     return {
         boxes: Row(name=boxes, tables=tables.get("boxes", {}), data="mpii/multi",
                    config="methods.eurl.pose:PoseNetConfig",
                    train="methods.eurl.pose:train_posenets",
-                   evaluate="methods.eurl.pose:evaluate_posenets", code=_POSE_CODE),
+                   evaluate="methods.eurl.pose:evaluate_posenets", code=_POSE_CODE,
+                   twin=twin_of("boxes")),
         rmpe: Row(name=rmpe, tables=tables.get("rmpe", {}), data="mpii/multi",
                   config="methods.eurl.pose:RMPEConfig", train="methods.eurl.pose:train_rmpe",
                   evaluate="methods.eurl.pose:evaluate_rmpe", requires=(boxes,),
-                  code=_POSE_CODE),
+                  code=_POSE_CODE, twin=twin_of("rmpe")),
     }
 
 
@@ -337,9 +340,12 @@ METHODS: dict[str, Row] = {
     # EU-RL on MPII pose (issue 9): pose nets, the RMPE pipeline, the agent and ablations
     # Table 3 and Fig. 4 (two-stack hourglass on every profile)
     **_pose_chain("eurl-pose", {"boxes": {"eu-rl-fig4": "Loose bbox model"}}),
-    # Table 2 (its own runs: 8-stack hourglass on the paper profile)
-    **_pose_chain("eurl-pose-t2", {"rmpe": {"eu-rl-table2": "Fang et al. [11]"}}),
-    "eurl-pose-t2": _pose_agent("eurl-pose-t2", {"eu-rl-table2": "ours"}, rmpe="eurl-pose-t2-rmpe"),
+    # Table 2 (its own runs: 8-stack hourglass on the paper profile; on the small profiles
+    # the settings are Table 3's, and the runs are copied from it: rlcv.twins)
+    **_pose_chain("eurl-pose-t2", {"rmpe": {"eu-rl-table2": "Fang et al. [11]"}},
+                  twin="eurl-pose"),
+    "eurl-pose-t2": _pose_agent("eurl-pose-t2", {"eu-rl-table2": "ours"},
+                                rmpe="eurl-pose-t2-rmpe", twin="eurl-pose"),
     "eurl-pose-rmpe-matched": Row(
         name="eurl-pose-rmpe-matched",
         tables={"eu-rl-table2": "RMPE + equal extra steps (compute-matched)"},

@@ -155,6 +155,13 @@ def cmd_train(args) -> None:
             if not ckpt.is_file():
                 raise RlcvError(f"{row.name} starts from {req}: {ckpt} is missing "
                                 f"(run: rlcv train {req} --seed {seed})")
+    from rlcv import twins
+
+    twin = None if args.no_twin else twins.twin_of(params, row)
+    if twin:   # the same experiment as `twin` on this profile: its runs, not a rerun
+        for seed in args.seed:
+            _copy_seed(params, row, values, twin, seed, args)
+        return
     engine.set_threads()
     _staged(row, params)   # a bad manifest fails here, once, before any worker starts
     assert callable(row.train)   # import the family here, once, not in every worker
@@ -197,6 +204,23 @@ def _train_seed(params: P.Params, row, values: dict, cfg, seed: int, args) -> No
     print(f"trained {row.name} seed {seed}: {ckpt}")
 
 
+def _copy_seed(params: P.Params, row, values: dict, twin: str, seed: int, args) -> None:
+    """One seed of `rlcv train` for a row whose twin has the same settings: the twin's
+    run, written as this row's (rlcv.twins)."""
+    from rlcv import twins
+
+    inputs = {req: run_dir(req, seed) / "checkpoint.pt" for req in row.requires}
+    out = run_dir(row.name, seed)
+    with _run_lock(row.name, seed):
+        ckpt = twins.copy_run(run_dir(twin, seed), out, row.name, twin,
+                              _signature(params, row, values, inputs))
+    history = out / "history.csv"
+    if history.is_file():
+        rio.write_bytes(result_dir(row.name, seed) / "history.csv", history.read_bytes())
+    print(f"trained {row.name} seed {seed}: {ckpt} (the runs of {twin}: same settings on "
+          f"profile {params.profile})")
+
+
 def cmd_evaluate(args) -> None:
     import methods
     from rlcv import engine
@@ -231,6 +255,11 @@ def _evaluate_seed(params: P.Params, row, seed: int) -> None:
         "tables": dict(row.tables), "metrics": values, "weights": weights_used(params, row),
         **engine.device_record(dev),
     }
+    from rlcv import twins
+
+    twin = twins.twin_of(params, row)
+    if twin:   # its checkpoints are the twin's (rlcv.twins): the report says so
+        record["same_runs_as"] = twin
     out = result_dir(row.name, seed) / "metrics.json"
     rio.write_json(out, record)
     shown = " ".join(f"{k}={v:.4f}" for k, v in values.items())
@@ -355,6 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--checkpoint-every", type=_positive, default=50,
                    help="steps between checkpoints")
     s.add_argument("--fresh", action="store_true", help="discard earlier checkpoints")
+    s.add_argument("--no-twin", action="store_true", help="train even where the row's twin "
+                   "has the same settings on this profile (default: copy its runs)")
     s.add_argument("--profile", choices=P.PROFILES, help="the profile whose settings to use "
                    "(default: params.yaml's, or $RLCV_PROFILE)")
     s.add_argument("--dry-run", action="store_true", help="build the row's models and "

@@ -27,6 +27,7 @@ import yaml
 
 import datasets
 import methods
+from rlcv import twins
 from rlcv.errors import ParamsError
 from rlcv.params import Params
 
@@ -110,7 +111,10 @@ def stages(params: Params) -> dict:
         code = sorted({*_row_code(row), *SHARED_CODE})
         data = f"data/staged/{row.dataset}"
         runs = [f"runs/{row.name}-{s}" for s in params.seeds]
-        reqs = [f"runs/{r}-{s}" for r in row.requires for s in params.seeds]
+        # a row copying its twin's runs (rlcv.twins) depends on them
+        twin = twins.twin_of(params, row)
+        reqs = [f"runs/{r}-{s}" for r in (*row.requires, *([twin] if twin else []))
+                for s in params.seeds]
         out[f"train-{row.name}"] = {
             "cmd": f"rlcv train {row.name} --seed {seeds}",
             "deps": [*code, data, *reqs],

@@ -39,6 +39,10 @@ class Row:
     """Rows whose same-seed checkpoints this row starts from (passed in `run.inputs`)."""
     code: tuple[str, ...] = field(default=())
     """Extra source paths the row depends on, beyond its module and the engine."""
+    twin: str | None = None
+    """A row whose runs this row's are wherever both are the same experiment on the active
+    profile (same code and params, inputs the same rows or twins): `rlcv train` then
+    copies them (rlcv.twins). EU-RL Table 2's chain is Table 3's on the small profiles."""
 
     def __getattribute__(self, name: str):
         value = object.__getattribute__(self, name)

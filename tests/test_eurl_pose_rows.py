@@ -116,3 +116,34 @@ def test_rmpe_control_gets_the_agents_upgrade_steps(ci_runs):
                if rmpe["pose"][k].is_floating_point())
     hist = (ci_runs / "results" / "runs" / "eurl-pose-rmpe-matched-0" / "history.csv")
     assert sum(ln.startswith("matched,") for ln in hist.read_text().splitlines()) == c["episodes"]
+
+
+def test_table2_chain_copies_are_the_bytes_training_gives(ci_runs):
+    """On ci, Table 2's chain has Table 3's settings, so `rlcv train` copied the runs
+    (rlcv.twins); training each row for real (--no-twin) writes the same bytes, and the
+    report says the runs are shared."""
+    import shutil
+
+    from rlcv.cli import main
+
+    rec = json.loads((ci_runs / "results" / "runs" / "eurl-pose-t2-0" / "metrics.json")
+                     .read_text())
+    assert rec["same_runs_as"] == "eurl-pose"
+    assert rec["metrics"] == _metrics(ci_runs, "eurl-pose")
+    old = os.getcwd()
+    os.chdir(ci_runs)
+    try:
+        for row in ("eurl-pose-t2-boxes", "eurl-pose-t2-rmpe", "eurl-pose-t2"):
+            copied = ci_runs / "runs" / f"{row}-0"
+            aside = ci_runs / f"copied-{row}"
+            shutil.move(copied, aside)
+            assert main(["train", row, "--seed", "0", "--no-twin"]) == 0
+            names = sorted(p.name for p in aside.iterdir())
+            assert names == sorted(p.name for p in copied.iterdir() if p.name[0] != ".")
+            for name in names:
+                assert (copied / name).read_bytes() == (aside / name).read_bytes(), (row, name)
+        assert main(["report"]) == 0
+    finally:
+        os.chdir(old)
+    table2 = (ci_runs / "results" / "tables" / "eu-rl-table2.md").read_text()
+    assert "«ours» (eurl-pose-t2) has the settings of eurl-pose on this profile" in table2

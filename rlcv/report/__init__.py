@@ -96,6 +96,10 @@ def _shared_notes(spec, results: dict) -> list[str]:
         if others:
             notes.append(f"«{row}» is the same run ({', '.join(sorted(rr.runs))}) as "
                          + ", ".join(others) + ".")
+        if rr.twins:
+            notes.append(f"«{row}» ({', '.join(sorted(rr.runs))}) has the settings of "
+                         f"{', '.join(sorted(rr.twins))} on this profile: its runs are "
+                         "copies of those (training would give the same bytes).")
     return notes
 
 

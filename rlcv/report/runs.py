@@ -38,6 +38,8 @@ class RowRuns:
     seeds: set[int] = field(default_factory=set)
     weights: set[str] = field(default_factory=set)
     """Pretrained weights the runs started from ("none": random init), as recorded."""
+    twins: set[str] = field(default_factory=set)
+    """Rows whose runs these are (copied: the same settings on this profile, rlcv.twins)."""
 
 
 def _load_json(path: Path) -> dict:
@@ -101,6 +103,8 @@ def collect(params, results: Path, specs: dict[str, TableSpec]
                 slot.seeds.add(rec["seed"])
                 if rec.get("weights"):
                     slot.weights.add(str(rec["weights"]))
+                if rec.get("same_runs_as"):
+                    slot.twins.add(str(rec["same_runs_as"]))
     return out, seen
 
 
