@@ -119,3 +119,82 @@ def test_bench_expert_preview_of_the_exploring_rows_only(benchmark, workload):
     print(f"\nexpert preview of {int(rows.sum())}/{BATCH} episodes: {t_rows * 1e3:.0f} ms, "
           f"of all: {t_all * 1e3:.0f} ms ({ratio:.1f}x; asserted floor 1.5x)")
     assert ratio >= 1.5, f"previewing the exploring rows only is just {ratio:.2f}x faster"
+
+
+TERMINAL = 0.8   # share of replayed transitions that end their episode (smoke EU-RL DQN
+                 # episodes last 1.06-2 steps, and every episode end is terminal)
+
+
+def _learn_observing_every_next_state(agent, memory, observe, g):
+    """DQNAgent.learn as it was before issue 22: the next state of every replayed
+    transition observed, terminal ones masked out of the target afterwards."""
+    import torch.nn.functional as F
+    from torch import nn
+
+    from rlcv.rl.dqn import onehot_history
+
+    b = memory.sample(agent.batch_size, g)
+    obs, nobs = observe(b["image"], b["box"]), observe(b["image"], b["next_box"])
+    q = agent.q(obs, onehot_history(b["hist"])).gather(1, b["action"][:, None])[:, 0]
+    with torch.no_grad():
+        best = agent.target(nobs, onehot_history(b["next_hist"])).max(1).values
+        target = b["reward"] + agent.gamma * best * (~b["terminated"]).float()
+    loss = F.smooth_l1_loss(q, target)
+    agent.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    nn.utils.clip_grad_norm_(agent.q.parameters(), agent.grad_clip)
+    agent.opt.step()
+    agent.updates += 1
+    return loss.item()
+
+
+def test_bench_dqn_learn_observes_only_live_next_states(benchmark, workload):
+    """A DQN replay update (issue 22) observes the next states of the non-terminal
+    transitions only (a terminal one's target is its reward): against observing every
+    next state (the code before), at EU-RL's smoke sizes with DeepMask feedback. Each
+    observation is a DeepMask forward, so the ratio approaches 2 / (2 - TERMINAL);
+    asserted >= 1.2x, and both give the same loss from the same state."""
+    import copy
+
+    from rlcv.models.agent_nets import QNet
+    from rlcv.rl.dqn import DQNAgent, ReplayMemory
+
+    images, masks, boxes, _, net = workload
+    env = _env(net)
+    torch.manual_seed(0)
+    agent = DQNAgent(QNet(env.obs_channels, env.history_len * 9, 9, 16, 128), 1e-3,
+                     batch_size=64)
+    memory = ReplayMemory(512, env.history_len)
+    g = torch.Generator().manual_seed(2)
+    n, hist = 512, torch.full((512, env.history_len), -1)
+    box = boxes[torch.arange(n) % BATCH]
+    memory.push(image=torch.randint(BATCH, (n,), generator=g), box=box, hist=hist,
+                action=torch.randint(9, (n,), generator=g), reward=torch.rand(n, generator=g),
+                next_box=box.flip(0), next_hist=hist,
+                terminated=torch.rand(n, generator=g) < TERMINAL)
+
+    def observe(idx, b):
+        return env.observe_at(images, b, idx)
+
+    before = copy.deepcopy(agent)
+    same = (agent.learn(memory, observe, torch.Generator().manual_seed(3)),
+            _learn_observing_every_next_state(before, memory, observe,
+                                              torch.Generator().manual_seed(3)))
+    assert same[0] == same[1], same
+
+    def live_only():
+        agent.learn(memory, observe, g)
+
+    def every_next_state():
+        _learn_observing_every_next_state(before, memory, observe, g)
+
+    benchmark.pedantic(live_only, rounds=5, iterations=1, warmup_rounds=1)
+    stats = getattr(benchmark, "stats", None)
+    t_new = stats.stats.min if stats is not None else best_time(live_only, 5)
+    t_old = best_time(every_next_state, 5)
+    ratio = t_old / t_new
+    benchmark.extra_info.update(terminal_share=TERMINAL, replay_batch=64,
+                                ratio=round(ratio, 2), torch_threads=1)
+    print(f"\nDQN replay update, {TERMINAL:.0%} terminal: {t_new * 1e3:.0f} ms, observing "
+          f"every next state: {t_old * 1e3:.0f} ms ({ratio:.2f}x; asserted floor 1.2x)")
+    assert ratio >= 1.2, f"observing only live next states is just {ratio:.2f}x faster"

@@ -96,11 +96,18 @@ class DQNAgent:
         """One Huber-loss Q-learning step on a replayed minibatch; `observe(image index,
         boxes)` rebuilds the observations."""
         b = memory.sample(self.batch_size, g, next(self.q.parameters()).device)
-        obs, nobs = observe(b["image"], b["box"]), observe(b["image"], b["next_box"])
-        q = self.q(obs, onehot_history(b["hist"])).gather(1, b["action"][:, None])[:, 0]
+        q = self.q(observe(b["image"], b["box"]), onehot_history(b["hist"]))
+        q = q.gather(1, b["action"][:, None])[:, 0]
         with torch.no_grad():   # the target network is frozen between copies
-            best = self.target(nobs, onehot_history(b["next_hist"])).max(1).values
-            target = b["reward"] + self.gamma * best * (~b["terminated"]).float()
+            # a terminal transition's target is its reward: only the others' next states
+            # are observed (most EU-RL episodes end after a step or two, and each
+            # observation costs a recognition-network forward)
+            best = torch.zeros_like(b["reward"])
+            live = (~b["terminated"]).nonzero()[:, 0]
+            if live.numel():
+                nobs = observe(b["image"][live], b["next_box"][live])
+                best[live] = self.target(nobs, onehot_history(b["next_hist"][live])).max(1).values
+            target = b["reward"] + self.gamma * best
         loss = F.smooth_l1_loss(q, target)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
