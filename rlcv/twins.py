@@ -34,7 +34,7 @@ def twin_of(params: Params, row) -> str | None:
     """The row whose runs `row`'s equal on `params`' active profile, or None."""
     import methods
 
-    if not row.twin:
+    if not row.twin or row.twin not in params.method_names:   # a twin that is not run
         return None
     other = methods.get(row.twin)
     same_code = all(_raw(row, a) == _raw(other, a)

@@ -50,6 +50,15 @@ def test_a_setting_edited_on_one_side_ends_the_twin(params):
     assert twin_of(params, methods.get("eurl-pose-t2-rmpe")) == "eurl-pose-rmpe"
 
 
+def test_a_twin_without_params_entry_is_not_copied(params):
+    import methods
+    from rlcv.twins import twin_of
+
+    del params.raw["methods"]["eurl-pose-boxes"]
+    assert twin_of(params, methods.get("eurl-pose-t2-boxes")) is None
+    assert twin_of(params, methods.get("eurl-pose-t2-rmpe")) is None   # its input trains
+
+
 def test_the_copying_stage_depends_on_the_twins_runs(params):
     from rlcv.pipeline import stages
 
