@@ -160,7 +160,7 @@ def cmd_train(args) -> None:
     twin = None if args.no_twin else twins.twin_of(params, row)
     if twin:   # the same experiment as `twin` on this profile: its runs, not a rerun
         for seed in args.seed:
-            _copy_seed(params, row, values, twin, seed, args)
+            _copy_seed(params, row, values, twin, seed)
         return
     engine.set_threads()
     _staged(row, params)   # a bad manifest fails here, once, before any worker starts
@@ -175,13 +175,23 @@ def cmd_train(args) -> None:
         workers.for_each_seed(args.seed, train)
 
 
+def _inputs(row, seed: int) -> dict[str, Path]:
+    """The same-seed checkpoints of the rows `row` starts from, by row name."""
+    return {req: run_dir(req, seed) / "checkpoint.pt" for req in row.requires}
+
+
+def _publish_history(row, seed: int, history: Path) -> None:
+    """Copy a run's history.csv to results/runs/<row>-<seed>/ (what DVC tracks in git)."""
+    rio.write_bytes(result_dir(row.name, seed) / "history.csv", history.read_bytes())
+
+
 def _train_seed(params: P.Params, row, values: dict, cfg, seed: int, args) -> None:
     """One seed of `rlcv train`: the same result whether it runs alone, after other seeds
     in the same process or beside them in workers (seed_everything resets every
     generator the engine uses)."""
     from rlcv import dist, engine
 
-    inputs = {req: run_dir(req, seed) / "checkpoint.pt" for req in row.requires}
+    inputs = _inputs(row, seed)
     out = run_dir(row.name, seed)
     dev = dist.init(engine.device())   # under torchrun: join the group (rlcv.dist)
     lock = _run_lock(row.name, seed) if dist.is_main() else contextlib.nullcontext()
@@ -198,25 +208,22 @@ def _train_seed(params: P.Params, row, values: dict, cfg, seed: int, args) -> No
     history = engine.write_history(run)
     if not dist.is_main():
         return
-    dest = result_dir(row.name, seed) / "history.csv"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    rio.write_bytes(dest, history.read_bytes())
+    _publish_history(row, seed, history)
     print(f"trained {row.name} seed {seed}: {ckpt}")
 
 
-def _copy_seed(params: P.Params, row, values: dict, twin: str, seed: int, args) -> None:
+def _copy_seed(params: P.Params, row, values: dict, twin: str, seed: int) -> None:
     """One seed of `rlcv train` for a row whose twin has the same settings: the twin's
     run, written as this row's (rlcv.twins)."""
     from rlcv import twins
 
-    inputs = {req: run_dir(req, seed) / "checkpoint.pt" for req in row.requires}
+    inputs = _inputs(row, seed)
     out = run_dir(row.name, seed)
     with _run_lock(row.name, seed):
         ckpt = twins.copy_run(run_dir(twin, seed), out, row.name, twin,
                               _signature(params, row, values, inputs))
-    history = out / "history.csv"
-    if history.is_file():
-        rio.write_bytes(result_dir(row.name, seed) / "history.csv", history.read_bytes())
+    if (out / "history.csv").is_file():
+        _publish_history(row, seed, out / "history.csv")
     print(f"trained {row.name} seed {seed}: {ckpt} (the runs of {twin}: same settings on "
           f"profile {params.profile})")
 
@@ -291,7 +298,7 @@ def _check_checkpoint(params: P.Params, row, seed: int, ckpt: Path) -> None:
     params in use (its signature differs): it would be scored as if it were current."""
     from rlcv import engine
 
-    inputs = {req: run_dir(req, seed) / "checkpoint.pt" for req in row.requires}
+    inputs = _inputs(row, seed)
     want = _signature(params, row, params.method(row.name), inputs)
     state = engine.load_checkpoint(ckpt)
     if not isinstance(state, dict) or state.get("signature") != want:
