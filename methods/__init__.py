@@ -18,8 +18,12 @@ _EURL_CODE = ("methods/eurl/regress.py", "methods/eurl/deepmask.py", "methods/eu
               "rlcv/rl/__init__.py",
               "rlcv/rl/boxenv.py", "rlcv/rl/actor_critic.py", "rlcv/rl/dqn.py",
               "rlcv/models/agent_nets.py", "rlcv/models/boxnets.py", "rlcv/models/crops.py",
-              "rlcv/models/segnet.py", *_PAPER_CODE)
+              "rlcv/models/segnet.py", "rlcv/models/deepmask.py", *_PAPER_CODE)
 """What the EU-RL / active-localisation rows (issue 5) depend on beyond their module."""
+
+_DEEPMASK_CODE = ("rlcv/models/crops.py", "rlcv/models/segnet.py", "rlcv/models/deepmask.py",
+                  *_PAPER_CODE)
+"""What the DeepMask rows of EU-RL Table 1 depend on beyond their module."""
 
 _PGDET_CODE = ("rlcv/models/detector.py", "rlcv/models/nms.py", "rlcv/rl/reinforce.py",
                "methods/pgdetector/plots.py", *_PAPER_CODE)
@@ -54,7 +58,7 @@ _CISS_CONTROLS = {"ciss-net-table1": "Baseline+Bias Net (empty context)",
 
 _POSE_CODE = ("methods/eurl/pose_data.py", "methods/eurl/deepmask.py", "rlcv/models/hourglass.py",
               "rlcv/models/pose_nms.py", "rlcv/models/detector.py", "rlcv/models/crops.py",
-              "rlcv/models/segnet.py", *_PAPER_CODE)
+              "rlcv/models/segnet.py", "rlcv/models/deepmask.py", *_PAPER_CODE)
 """What the EU-RL MPII pose rows (issue 9) depend on beyond their module."""
 _POSE_AGENT_CODE = (*_POSE_CODE, "methods/eurl/matched.py", "rlcv/rl/__init__.py",
                     "rlcv/rl/boxenv.py", "rlcv/rl/actor_critic.py", "rlcv/models/agent_nets.py")
@@ -115,7 +119,7 @@ METHODS: dict[str, Row] = {
         config="methods.eurl.deepmask:DeepMaskConfig",
         train="methods.eurl.deepmask:train_gt_bbox",
         evaluate="methods.eurl.deepmask:evaluate",
-        code=("rlcv/models/crops.py", "rlcv/models/segnet.py"),
+        code=_DEEPMASK_CODE,
     ),
     "finetune-deepmask": Row(
         name="finetune-deepmask",
@@ -125,7 +129,7 @@ METHODS: dict[str, Row] = {
         train="methods.eurl.deepmask:train_finetune",
         evaluate="methods.eurl.deepmask:evaluate",
         requires=("gt-bbox-deepmask",),
-        code=("rlcv/models/crops.py", "rlcv/models/segnet.py"),
+        code=_DEEPMASK_CODE,
     ),
     # EU-RL Table 1 rows beyond the supervised ones, and active localisation (issue 5)
     "box-regressor": Row(

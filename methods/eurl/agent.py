@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from methods.eurl.deepmask import jitter_boxes, predict_masks
+from methods.eurl.holdout import split_holdout
 from methods.eurl.regress import (
     MaskIoULoss,
     as_float,
@@ -40,7 +41,7 @@ from rlcv import engine
 from rlcv.metrics import mask_iou
 from rlcv.models.agent_nets import PolicyValueNet
 from rlcv.models.crops import full_boxes
-from rlcv.models.segnet import MaskNet
+from rlcv.models.deepmask import mask_net
 from rlcv.rl.actor_critic import TDActorCritic, greedy, train_episodes
 from rlcv.rl.boxenv import BoxEnv, EURLReward
 
@@ -89,8 +90,12 @@ class AgentConfig:
     eval_images: int = 48
     """Val images in that slice."""
     lr_drop_at: float = 0.6
-    """Fraction of training after which the agent lr is divided by 5 (the paper divides it
-    by 5 on a validation plateau; val is our test split, so the point is fixed); 0: never."""
+    """Fraction of training after which the agent lr is divided by 5; 0: never (the small
+    profiles: their held-out part would be a handful of images)."""
+    plateau_patience: int = 0
+    """> 0: the paper's schedule instead, the agent lr divided by 5 whenever the greedy IoU
+    on a held-out part of train (`methods.eurl.holdout`, never trained on) has not improved
+    for this many evaluations."""
 
 
 def _env(recognizer, cfg: AgentConfig | dict) -> BoxEnv:
@@ -105,6 +110,32 @@ def _starts(start: str, images: torch.Tensor, reg=None, size: int = 0) -> torch.
     if start == "image":
         return full_boxes(images.shape[0], *images.shape[-2:], images.device)
     raise ValueError(f"start must be 'regressor' or 'image', got {start!r}")
+
+
+class _Plateau:
+    """The paper's schedule: training episodes drawn from train minus a held-out part,
+    whose greedy mask IoU (up to `eval_images` images) drives ReduceLROnPlateau (/5)."""
+
+    def __init__(self, cfg: AgentConfig, agent, env: BoxEnv, images, starts, train: dict):
+        self.trained, held = split_holdout({"image": torch.arange(images.shape[0])})
+        held = held[:cfg.eval_images].to(images.device)
+        self.trained = self.trained.to(images.device)
+        self.env, self.images, self.starts = env, images[held], starts[held]
+        self.targets = {"mask": train["mask"][held], "box": train["box"][held]}
+        self.sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            agent.opt, mode="max", factor=0.2, patience=cfg.plateau_patience)
+
+    def draw(self, batch: int, g: torch.Generator) -> torch.Tensor:
+        """`batch` training indices outside the held-out part."""
+        pick = torch.randint(self.trained.shape[0], (batch,), generator=g)
+        return self.trained[pick.to(self.trained.device)]
+
+    def step(self, net) -> float:
+        """Score the held-out part greedily and step the schedule; its IoU."""
+        res = greedy(self.env, net, self.images, self.starts, self.targets)
+        iou = 1 - res["loss"].mean().item()
+        self.sched.step(iou)
+        return iou
 
 
 def train_agent(cfg: AgentConfig, data, run) -> str:
@@ -130,14 +161,19 @@ def train_agent(cfg: AgentConfig, data, run) -> str:
     val_images = as_float(val["image"][probe])
     val_targets = {"mask": val["mask"][probe], "box": val["box"][probe]}
     n = images.shape[0]
+    plateau = _Plateau(cfg, agent, env, images, starts, train) if cfg.plateau_patience else None
 
     def step_fn(step: int) -> dict:
         net.train()
-        drop = cfg.lr_drop_at and step >= cfg.lr_drop_at * cfg.episodes
-        for group in agent.opt.param_groups:
-            group["lr"] = cfg.lr * (0.2 if drop else 1.0)
-        g = engine.generator(run.seed, "agent", step)
-        idx = torch.randint(n, (cfg.batch_size,), generator=g)
+        if plateau is None:
+            drop = cfg.lr_drop_at and step >= cfg.lr_drop_at * cfg.episodes
+            for group in agent.opt.param_groups:
+                group["lr"] = cfg.lr * (0.2 if drop else 1.0)
+            g = engine.generator(run.seed, "agent", step)
+            idx = torch.randint(n, (cfg.batch_size,), generator=g)
+        else:
+            g = engine.generator(run.seed, "agent", step)
+            idx = plateau.draw(cfg.batch_size, g)
         boxes = starts[idx]
         if cfg.start_jitter:
             boxes = jitter_boxes(boxes, cfg.start_jitter, g)
@@ -149,10 +185,15 @@ def train_agent(cfg: AgentConfig, data, run) -> str:
 
     def eval_fn() -> dict:
         res = greedy(env, net, val_images, val_starts, val_targets)
-        return {"iou": 1 - res["loss"].mean().item(), "return": res["returns"].mean().item(),
-                "length": res["steps"].float().mean().item()}
+        out = {"iou": 1 - res["loss"].mean().item(), "return": res["returns"].mean().item(),
+               "length": res["steps"].float().mean().item()}
+        if plateau is not None:
+            out["holdout_iou"] = plateau.step(net)
+        return out
 
     objects = {"agent": net, "opt": agent.opt, "deepmask": dm, "deepmask_opt": recog_opt}
+    if plateau is not None:
+        objects["sched"] = plateau.sched
     engine.fit(run, "agent", objects, cfg.episodes, step_fn, eval_fn, cfg.eval_every)
     return engine.save_checkpoint(run, cfg, policy=net.state_dict(), obs_channels=env.obs_channels,
                                   upgraded=dm.state_dict(), **chain)
@@ -166,7 +207,7 @@ def _load(ckpt: str, device):
     net = PolicyValueNet(state["obs_channels"], 9, cfg["width"], cfg["hidden"],
                          cfg["backbone"]).to(device)
     net.load_state_dict(state["policy"])
-    dm = MaskNet(state["deepmask_config"]["width"]).to(device)
+    dm = mask_net(state["deepmask_config"]).to(device)
     dm.load_state_dict(state["upgraded"])
     reg, size = None, 0
     if cfg["start"] == "regressor":

@@ -14,15 +14,16 @@ row of Table 1 starts from.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from rlcv import engine
+from rlcv import engine, optim
 from rlcv.metrics import mask_iou
 from rlcv.models.crops import crop, full_boxes, paste
-from rlcv.models.segnet import MaskNet
+from rlcv.models.deepmask import TRUNKS, mask_net
 
 
 @dataclass
@@ -32,17 +33,32 @@ class DeepMaskConfig:
     crop_size: int = 48
     """Side of the square crop fed to the mask network (pixels, divisible by 8)."""
     width: int = 24
-    """Channels of the mask network's first stage (doubles twice)."""
+    """Channels of the mask network's first stage (doubles twice; `trunk: small`)."""
+    trunk: str = "small"
+    """The mask network: `small` (the suite's encoder-decoder, `rlcv.models.segnet`) or
+    `vgg11` (DeepMask's published architecture, `rlcv.models.deepmask`)."""
+    weights: str = "none"
+    """Pretrained trunk weights (torchvision name, e.g. VGG11_Weights.IMAGENET1K_V1) or none."""
     steps: int = 600
     """Optimisation steps."""
     batch_size: int = 32
     """Crops per step."""
     lr: float = 2e-3
-    """Adam learning rate."""
+    """Learning rate."""
+    optimizer: str = "adam"
+    """adam (the small profiles) or sgd (DeepMask's published training), `rlcv.optim`."""
+    momentum: float = 0.9
+    """SGD momentum."""
+    weight_decay: float = 0.0
+    """Weight decay."""
     jitter: float = 0.08
     """Box jitter during pretraining: relative shift and scale noise of the GT box."""
     eval_every: int = 100
     """Steps between evaluations on a fixed slice of val (logged to history.csv)."""
+
+    def __post_init__(self):
+        if self.trunk not in TRUNKS:
+            raise ValueError(f"trunk: expected one of {', '.join(TRUNKS)}, got {self.trunk!r}")
 
 
 def _to_float(images: torch.Tensor) -> torch.Tensor:
@@ -60,7 +76,7 @@ def jitter_boxes(boxes: torch.Tensor, amount: float, g: torch.Generator) -> torc
     return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1)
 
 
-def predict_masks(model: MaskNet, images: torch.Tensor, boxes: torch.Tensor, crop_size: int,
+def predict_masks(model: nn.Module, images: torch.Tensor, boxes: torch.Tensor, crop_size: int,
                   batch: int = 64) -> torch.Tensor:
     """Full-image binary masks (N, H, W) predicted on crops `boxes` of `images`."""
     model.eval()
@@ -80,9 +96,10 @@ def _box_source(images: torch.Tensor, boxes: torch.Tensor, source: str) -> torch
     return full_boxes(images.shape[0], *images.shape[-2:], images.device)
 
 
-def _fit(cfg: DeepMaskConfig, data, run, model: MaskNet, source: str, phase: str) -> None:
+def _fit(cfg: DeepMaskConfig, data, run, model: nn.Module, source: str, phase: str) -> None:
     train, val = data.load("train"), data.load("val")
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    opt = optim.build(cfg.optimizer, model.parameters(), cfg.lr, cfg.momentum,
+                      cfg.weight_decay)
     n = train["image"].shape[0]
     probe = slice(0, min(64, val["image"].shape[0]))
 
@@ -119,7 +136,7 @@ def _fit(cfg: DeepMaskConfig, data, run, model: MaskNet, source: str, phase: str
 
 def train_gt_bbox(cfg: DeepMaskConfig, data, run) -> str:
     """Pretrain the mask network on jittered tight ground-truth-box crops."""
-    model = MaskNet(cfg.width).to(run.device)
+    model = mask_net(vars(cfg), load=True).to(run.device)
     _fit(cfg, data, run, model, "gt", "pretrain")
     return engine.save_checkpoint(run, cfg, model=model.state_dict(), box_source="gt")
 
@@ -127,7 +144,10 @@ def train_gt_bbox(cfg: DeepMaskConfig, data, run) -> str:
 def train_finetune(cfg: DeepMaskConfig, data, run) -> str:
     """Fine-tune the pretrained mask network to predict the mask from the whole image."""
     pretrained = engine.load_checkpoint(run.inputs["gt-bbox-deepmask"])
-    model = MaskNet(pretrained["config"]["width"]).to(run.device)
+    arch = {k: pretrained["config"].get(k, getattr(cfg, k)) for k in ("trunk", "width",
+                                                                       "weights")}
+    cfg = replace(cfg, **arch)   # the network's architecture is its source's
+    model = mask_net(arch).to(run.device)
     model.load_state_dict(pretrained["model"])
     _fit(cfg, data, run, model, "full", "finetune")
     return engine.save_checkpoint(run, cfg, model=model.state_dict(), box_source="full")
@@ -137,7 +157,7 @@ def evaluate(ckpt: str, data) -> dict:
     """Mean mask IoU on val, boxes from the checkpoint's source (GT box or whole image)."""
     state = engine.load_checkpoint(ckpt)
     cfg = state["config"]
-    model = MaskNet(cfg["width"]).to(data.device)
+    model = mask_net(cfg).to(data.device)
     model.load_state_dict(state["model"])
     val = data.load("val")
     boxes = _box_source(val["image"], val["box"], state["box_source"])

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torchvision.ops import box_iou
 
 from methods.eurl.deepmask import jitter_boxes
+from methods.eurl.holdout import HOLDOUT, split_holdout  # noqa: F401 (re-exported)
 from rlcv import engine
 from rlcv.metrics import mpii_multi_person_ap, pckh
 from rlcv.models.crops import crop
@@ -46,7 +47,6 @@ AP_KEYS = {"Head": "head", "Shoulder": "shoulder", "Elbow": "elbow", "Wrist": "w
 POSE_ARCH = ("crop_size", "channels", "stacks", "depth", "downsample", "sigma")
 
 
-
 def as_float(images: torch.Tensor) -> torch.Tensor:
     """uint8 images -> float in [0, 1]."""
     return images.float() / 255.0
@@ -65,22 +65,6 @@ def people(split: dict) -> dict:
     return {"image": image, "joints": split["joints"][valid].float(),
             "vis": split["joints_vis"][valid].bool(), "head": split["head_boxes"][valid].float(),
             "center": split["center"][valid].float(), "scale": split["scale"][valid].float()}
-
-
-HOLDOUT = 0.1
-"""Share of the training images whose people are held out of training to measure the
-learning-rate plateaus on (issue 19): the reported val split never steers training."""
-
-
-def split_holdout(p: dict, fraction: float = HOLDOUT) -> tuple[torch.Tensor, torch.Tensor]:
-    """(trained, held) person indices of training people `p`: the people of a fixed
-    seeded draw of `fraction` of the images (at least one when there are two or more)
-    are held out."""
-    n_img = int(p["image"].max()) + 1 if p["image"].numel() else 0
-    k = min(max(round(fraction * n_img), 1), n_img - 1) if n_img > 1 else 0
-    held_img = torch.randperm(n_img, generator=torch.Generator().manual_seed(0))[:k]
-    held = torch.isin(p["image"].cpu(), held_img).to(p["image"].device)
-    return (~held).nonzero()[:, 0], held.nonzero()[:, 0]
 
 
 def loose_boxes(center: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from methods.eurl.deepmask import predict_masks
 from methods.eurl.matched import MatchedConfig, agent_config, fit_matched, upgrade_budget
@@ -30,7 +31,7 @@ from rlcv import engine
 from rlcv.metrics import mask_iou
 from rlcv.models.boxnets import BoxRegressor, decode, encode, stn_crop
 from rlcv.models.crops import crop, paste
-from rlcv.models.segnet import MaskNet
+from rlcv.models.deepmask import mask_net
 from rlcv.rl.boxenv import Recognizer, paired_box_iou
 
 
@@ -89,11 +90,11 @@ def flip_batch(images: torch.Tensor, masks: torch.Tensor, boxes: torch.Tensor):
     return images.flip(-1), masks.flip(-1), flipped
 
 
-def load_deepmask(path, device) -> tuple[MaskNet, int]:
+def load_deepmask(path, device) -> tuple[nn.Module, int]:
     """The DeepMask network of a `gt-bbox-deepmask` checkpoint (on `device`) and its crop
     size."""
     state = engine.load_checkpoint(path)
-    net = MaskNet(state["config"]["width"]).to(device)
+    net = mask_net(state["config"]).to(device)
     net.load_state_dict(state["model"])
     return net.eval(), state["config"]["crop_size"]
 
@@ -114,11 +115,11 @@ def load_chain(run) -> dict:
             "deepmask": dm["model"], "deepmask_config": dm["config"]}
 
 
-def chain_nets(state: dict, device) -> tuple[BoxRegressor, int, MaskNet, int]:
+def chain_nets(state: dict, device) -> tuple[BoxRegressor, int, nn.Module, int]:
     """(regressor, its input size, DeepMask, its crop size) from a `load_chain` dict, the
     networks on `device`."""
     reg = BoxRegressor(state["regressor_config"]["width"]).to(device)
-    dm = MaskNet(state["deepmask_config"]["width"]).to(device)
+    dm = mask_net(state["deepmask_config"]).to(device)
     reg.load_state_dict(state["regressor"])
     dm.load_state_dict(state["deepmask"])
     return (reg.eval(), state["regressor_config"]["input_size"], dm.eval(),
@@ -160,7 +161,7 @@ class MaskIoULoss:
         return 1 - mask_iou(pred, targets["mask"]).float()
 
 
-def deepmask_recognizer(net: MaskNet, crop_size: int) -> Recognizer:
+def deepmask_recognizer(net: nn.Module, crop_size: int) -> Recognizer:
     """DeepMask as the box environment's recognition network: s^R is its mask
     probability map; the upgrade is its own per-pixel BCE on the crop."""
 
@@ -171,7 +172,7 @@ def deepmask_recognizer(net: MaskNet, crop_size: int) -> Recognizer:
     return Recognizer(net, crop_size, observe=torch.sigmoid, train_loss=train_loss)
 
 
-def mask_score(net: MaskNet, crop_size: int, images: torch.Tensor, boxes: torch.Tensor,
+def mask_score(net: nn.Module, crop_size: int, images: torch.Tensor, boxes: torch.Tensor,
                masks: torch.Tensor) -> float:
     """Table 1's Average IoU: DeepMask on `boxes`, pasted back, against the masks."""
     return mask_iou(predict_masks(net, images, boxes, crop_size), masks).mean().item()
