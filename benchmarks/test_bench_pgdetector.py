@@ -31,6 +31,7 @@ from torchvision.ops import batched_nms, box_iou
 
 from methods.pgdetector import detector as P
 from rlcv import engine
+from rlcv.models import detector as frcnn
 from rlcv.models.nms import soft_nms
 from rlcv.params import build_config
 from rlcv.params import load as load_params
@@ -91,12 +92,14 @@ def test_bench_reward_share_of_a_training_iteration(benchmark, monkeypatch) -> N
     size = 96
     train = _train_split(size)
     torch.manual_seed(0)
-    model = P._model(P._arch(cfg), size)
+    gt = {"categories": [{"id": c} for c in range(1, 7)]}   # the scenes' 6 classes
+    lut = frcnn.class_lut(gt)
+    model = P._model(P._arch(cfg, gt), (size, size))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.base_lr)
     model.train()
     for step in range(40):   # past the untrained state, where every score is ~1/7
         g = engine.generator(0, "warm", step)
-        loss, _ = P._standard_loss(model, *P._batch(train, cfg.batch_size, g), cfg, g)
+        loss, _ = P._standard_loss(model, *P._batch(train, cfg.batch_size, g, lut), cfg, g)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -108,7 +111,7 @@ def test_bench_reward_share_of_a_training_iteration(benchmark, monkeypatch) -> N
         for i in range(12):
             g = engine.generator(0, "pg", i)
             t0 = clock()
-            loss, logs = P._pg_loss(model, *P._batch(train, cfg.batch_size, g), cfg, g)
+            loss, logs = P._pg_loss(model, *P._batch(train, cfg.batch_size, g, lut), cfg, g)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -125,7 +128,7 @@ def test_bench_reward_share_of_a_training_iteration(benchmark, monkeypatch) -> N
               f"{100 * shares[name]:.1f}%")
     monkeypatch.undo()
     g = engine.generator(0, "bench")
-    benchmark.pedantic(lambda: P._pg_loss(model, *P._batch(train, cfg.batch_size, g), cfg, g),
+    benchmark.pedantic(lambda: P._pg_loss(model, *P._batch(train, cfg.batch_size, g, lut), cfg, g),
                        rounds=3, iterations=1)
     assert shares["cpu"] < 0.2, f"the reward takes {100 * shares['cpu']:.1f}% of an iteration"
 

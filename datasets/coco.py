@@ -7,9 +7,12 @@ Official layout read here (any COCO-format annotation file: `instances` or
     <root>/annotations/instances_{train,val}2017.json
     <root>/{train,val}2017/<file_name>.jpg
 
-Subsets staged, from one pass over the images (each image decoded once); every image
-letterboxed to `image_size` (top-left aligned, zero padding), so a source coordinate maps
-to staged pixels by `scale = image_size / max(h, w)`:
+Subsets staged, from one pass over the images (each image decoded once), each in its
+own frame (`datasets.coco_frames`: the params' `image_size`/`resize`/`max_size`, overridden
+per subset by a block named after it; a source coordinate maps to staged pixels by
+`* scale`). The paper profile stages `single` as EU-RL's 224 x 224 letterboxed squares
+and `detection` as Rao et al. do after Detectron: shorter side 800, longer side at most
+1333; the small profiles stage both letterboxed to one `image_size`.
 
 - `single` (EU-RL Section 4.1, "subset D"): images with exactly one non-crowd
   annotation whose box is at least `min_object` pixels on both sides (crowd regions are
@@ -19,13 +22,14 @@ to staged pixels by `scale = image_size / max(h, w)`:
   is split, where it holds fewer (synthetic profiles) the same proportions
   (`subset_d_split`, seed `split_seed`). `val` is the paper's test part.
 - `detection` (the policy-gradient detector's train/val, train2017 -> train, val2017 ->
-  val): every image with at least one
-  non-crowd annotation, with all its boxes; crowd regions stay as boxes flagged
-  `iscrowd` (COCO evaluation ignores detections matched to them). Next to the shards,
-  `val_gt.json` is the staged val split as a COCO ground-truth file in staged pixels
-  (images image_size x image_size), the file the detection evaluation scores against.
-  Areas are scaled with the image, so APs/APm/APl's 32^2 and 96^2 thresholds apply to
-  staged pixels.
+  val): every image with at least one non-crowd annotation, with all its boxes; crowd
+  regions stay as boxes flagged `iscrowd` (COCO evaluation ignores detections matched to
+  them). Next to the shards, `val_gt.json` is the staged val split as a COCO
+  ground-truth file in the detection frame's pixels (each image's staged height and
+  width), the file the detection evaluation scores against. Areas are scaled with the
+  image (`* scale**2`), so APs/APm/APl's 32^2 and 96^2 thresholds apply to staged pixels
+  (COCO's own evaluation applies them to source pixels). With `resize: shorter` images
+  differ in size: a split then loads as a list of images (`datasets._common`).
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ import numpy as np
 import torch
 from pycocotools.coco import COCO
 
-from datasets import coco_synth
+from datasets import coco_frames, coco_synth
 from datasets._common import (
     manifest_header,
     read_image,
@@ -51,7 +55,7 @@ from datasets._common import (
     stage_subsets,
     under,
 )
-from datasets._images import INSTANCE_PALETTE, chw, draw_boxes, hwc, letterbox, overlay, resize
+from datasets._images import INSTANCE_PALETTE, chw, draw_boxes, hwc, overlay
 from rlcv import io as rio
 from rlcv.errors import DataError
 
@@ -67,18 +71,19 @@ PARAMS = {
     "config": {"seed": 0, "annotation": "instances"},
     "ci": {"n_train": 24, "n_val": 12, "image_size": 64, "min_object": 16},
     "smoke": {"n_train": 400, "n_val": 120, "image_size": 96, "min_object": 24},
-    "paper": {"root": "coco", "image_size": 224, "min_object": 32, "cache": False},
+    "paper": {"root": "coco", "min_object": 32, "cache": False, "single": {"image_size": 224},
+              "detection": {"image_size": 800, "resize": "shorter", "max_size": 1333}},
 }
 FIELDS = {
     "single": {
-        "image": "uint8 [3,S,S] letterboxed RGB",
-        "mask": "bool [S,S] the object's mask",
+        "image": "uint8 [3,{hw}] {frame} RGB",
+        "mask": "bool [{hw}] the object's mask",
         "box": "float32 [4] x0,y0,x1,y1 in staged pixels",
         "category": "int64 [] category id",
         "image_id": "int64 [] COCO image id",
     },
     "detection": {
-        "image": "uint8 [3,S,S] letterboxed RGB",
+        "image": "uint8 [3,{hw}] {frame} RGB",
         "boxes": "float32 [n,4] x0,y0,x1,y1 in staged pixels, every annotation of the image",
         "labels": "int64 [n] category ids",
         "iscrowd": "uint8 [n] 1 = crowd region (ignored by the evaluation, not an object)",
@@ -216,39 +221,6 @@ def present_splits(root: Path) -> list[str]:
     return found
 
 
-def transform(h: int, w: int, cfg: dict) -> tuple[float, list[int]]:
-    """The staged frame of an h x w image: (scale, [out_h, out_w]). `resize: letterbox`
-    (default) fits it into image_size x image_size, top-left, zero padding; `resize:
-    shorter` scales its shorter side to image_size, the longer one to at most `max_size`."""
-    size = int(cfg["image_size"])
-    if cfg.get("resize", "letterbox") == "letterbox":
-        return size / max(h, w), [size, size]
-    scale = min(size / min(h, w), float(cfg.get("max_size", math.inf)) / max(h, w))
-    return scale, [max(1, round(h * scale)), max(1, round(w * scale))]
-
-
-def detection_record(anns: list[dict], scale: float) -> dict:
-    """A `detection` record's annotations in the staged frame: every annotation's box,
-    category, crowd flag and area (from the annotation's `area`, i.e. its mask)."""
-    xywh = np.array([a["bbox"] for a in anns], np.float64).reshape(-1, 4)
-    boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], 1) * scale
-    areas = np.array([a["area"] for a in anns], np.float64) * scale**2
-    return {"boxes": boxes.astype(np.float32).tolist(),
-            "labels": [int(a["category_id"]) for a in anns],
-            "iscrowd": [int(a.get("iscrowd", 0)) for a in anns],
-            "areas": areas.astype(np.float32).tolist()}
-
-
-def single_record(ann: dict, scale: float) -> dict:
-    """A `single` record: the object's box in the staged frame, its category, and its
-    segmentation as in the annotation file (rasterised at the source size by the loader,
-    then resized with the image)."""
-    x, y, w, h = ann["bbox"]
-    box = torch.tensor([x, y, x + w, y + h], dtype=torch.float32) * scale
-    return {"box": box.tolist(), "category": int(ann["category_id"]),
-            "segmentation": ann["segmentation"], "ann_id": ann.get("id")}
-
-
 def ann_mask(segmentation, h: int, w: int, where: str) -> np.ndarray:
     """A COCO segmentation (polygons, RLE or compressed RLE) as an h x w bool mask, as
     pycocotools' `COCO.annToMask` decodes it."""
@@ -272,12 +244,15 @@ _LAST: dict = {}
 
 
 def _pixels(path: Path, hw: list[int], frame: tuple) -> torch.Tensor:
-    """The image at `path` decoded, checked against its annotated size and put in the
-    staged frame; the last one is kept (an image of both subsets is decoded once)."""
-    key = (str(path), frame)
-    if _LAST.get("key") != key:
-        _LAST.update(key=key, image=chw(_to_frame(checked_image(path, hw), frame)))
-    return _LAST["image"]
+    """The image at `path` decoded, checked against its annotated size and put in
+    `frame` (`coco_frames.to_frame`'s arguments); the last image is kept with each frame
+    it was put in (an image of both subsets is decoded once, even in two frames)."""
+    if _LAST.get("path") != str(path):
+        _LAST.clear()
+        _LAST.update(path=str(path), source=checked_image(path, hw), frames={})
+    if frame not in _LAST["frames"]:
+        _LAST["frames"][frame] = chw(coco_frames.to_frame(_LAST["source"], *frame))
+    return _LAST["frames"][frame]
 
 
 def checked_image(path: Path, hw) -> np.ndarray:
@@ -289,23 +264,24 @@ def checked_image(path: Path, hw) -> np.ndarray:
     return pixels
 
 
-def _to_frame(array: np.ndarray, frame: tuple) -> np.ndarray:
-    kind, size, out_hw = frame
-    return letterbox(array, size)[0] if kind == "letterbox" else resize(array, out_hw)
+def _subset(record: dict) -> str:
+    """The subset a staged record belongs to (only `single` records carry a mask)."""
+    return "single" if "segmentation" in record else "detection"
 
 
 def load_sample(record: dict, source: Path, manifest: dict) -> dict:
-    """Decode one staged sample from its record (`datasets._index`): the image in the
-    staged frame, with the `single` object's mask or the `detection` boxes."""
+    """Decode one staged sample from its record (`datasets._index`): the image in its
+    subset's frame (`manifest`, the subset's), with the `single` object's mask or the
+    `detection` boxes."""
     path = under(Path(source), record["file"], LAYOUT)
     frame = (manifest.get("resize", "letterbox"), int(manifest["image_size"]),
              tuple(record["out_hw"]))
     image = _pixels(path, record["hw"], frame)
     image_id = torch.tensor(record["image_id"], dtype=torch.int64)
-    if "segmentation" in record:
+    if _subset(record) == "single":
         where = f"{path} (annotation {record.get('ann_id')})"
         mask = ann_mask(record["segmentation"], *record["hw"], where)
-        return {"image": image, "mask": torch.from_numpy(_to_frame(mask, frame)),
+        return {"image": image, "mask": torch.from_numpy(coco_frames.to_frame(mask, *frame)),
                 "box": torch.tensor(record["box"], dtype=torch.float32),
                 "category": torch.tensor(record["category"], dtype=torch.int64),
                 "image_id": image_id}
@@ -315,21 +291,6 @@ def load_sample(record: dict, source: Path, manifest: dict) -> dict:
             "iscrowd": torch.tensor(record["iscrowd"], dtype=torch.uint8),
             "areas": torch.tensor(record["areas"], dtype=torch.float32),
             "image_id": image_id}
-
-
-def gt_entries(record: dict, file_name: str, first_id: int) -> tuple[dict, list]:
-    """The COCO `images` entry and `annotations` of one staged detection record (staged
-    pixels; annotation ids from `first_id`, which must be > 0 for COCOeval)."""
-    image_id = int(record["image_id"])
-    boxes = torch.tensor(record["boxes"], dtype=torch.float32).reshape(-1, 4).double()
-    xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], 1).tolist()
-    areas = torch.tensor(record["areas"], dtype=torch.float32).double()
-    anns = [{"id": first_id + k, "image_id": image_id, "category_id": int(c), "bbox": b,
-             "area": float(a), "iscrowd": int(z)}
-            for k, (b, c, a, z) in enumerate(zip(xywh, record["labels"], areas,
-                                                 record["iscrowd"], strict=True))]
-    h, w = record["out_hw"]
-    return {"id": image_id, "file_name": file_name, "width": w, "height": h}, anns
 
 
 def _image_hw(reader: CocoReader, image_id: int) -> list[int]:
@@ -349,10 +310,12 @@ def _image_hw(reader: CocoReader, image_id: int) -> list[int]:
                         LAYOUT) from None
 
 
-def _rows(root: Path, cfg: dict, val_gt: dict) -> Iterator[tuple[str, str, str, dict]]:
+def _rows(root: Path, cfg: dict, frames: dict[str, dict],
+          val_gt: dict) -> Iterator[tuple[str, str, str, dict]]:
     """(subset, split, file, record) of both subsets (`datasets._index` records, annotations
-    in the staged frame); fills `val_gt` (a COCO ground-truth dict) with the val records.
-    Subset D's images are re-split into the paper's train/val (`subset_d_split`)."""
+    in the subset's frame of `frames`); fills `val_gt` (a COCO ground-truth dict) with the
+    val records. Subset D's images are re-split into the paper's train/val
+    (`subset_d_split`)."""
     min_object = int(cfg.get("min_object", 32))
     readers = {split: CocoReader(root, split, cfg.get("annotation", "instances"))
                for split in present_splits(root)}
@@ -369,18 +332,19 @@ def _rows(root: Path, cfg: dict, val_gt: dict) -> Iterator[tuple[str, str, str, 
             info = reader.info(image_id)
             file = f"{SPLITS[split]}/{info['file_name']}"
             hw = _image_hw(reader, image_id)
-            scale, out_hw = transform(*hw, cfg)
-            base = {"file": file, "image_id": int(image_id), "hw": hw, "out_hw": out_hw}
-            det = {**base, **detection_record(anns, scale)}
+            det, scale = coco_frames.framed(file, image_id, hw, frames["detection"])
+            det.update(coco_frames.detection_record(anns, scale))
             yield "detection", split, file, det
             if split == "val":
-                entry, gt = gt_entries(det, info["file_name"], len(val_gt["annotations"]) + 1)
+                entry, gt = coco_frames.gt_entries(det, info["file_name"],
+                                                   len(val_gt["annotations"]) + 1)
                 val_gt["images"].append(entry)
                 val_gt["annotations"] += gt
             if (split, image_id) in d_split:
                 (ann,) = [a for a in anns if not a.get("iscrowd", 0)]
+                single, scale = coco_frames.framed(file, image_id, hw, frames["single"])
                 yield "single", d_split[(split, image_id)], file, {
-                    **base, **single_record(ann, scale)}
+                    **single, **coco_frames.single_record(ann, scale)}
 
 
 def synth(root: Path, cfg: dict, seed: int) -> None:
@@ -388,43 +352,42 @@ def synth(root: Path, cfg: dict, seed: int) -> None:
     coco_synth.write(Path(root), cfg, seed)
 
 
+def _fields(subset: str, frame: dict) -> dict:
+    """The subset's field descriptions, the image's and mask's shape named by its frame."""
+    words = ({"hw": "S,S", "frame": "letterboxed"} if frame["resize"] == "letterbox" else
+             {"hw": "H,W", "frame": "shorter-side-resized"})
+    return {k: v.format(**words) for k, v in FIELDS[subset].items()}
+
+
 def stage(root: Path, out: Path, cfg: dict) -> dict[str, dict]:
     """Stage `single` and `detection` of `root` into `out/<subset>/` in one pass (plus
-    `out/detection/val_gt.json`); returns {subset: manifest}."""
-    root, size = Path(root), int(cfg["image_size"])
-    resize_kind = cfg.get("resize", "letterbox")
-    if resize_kind not in ("letterbox", "shorter"):
-        raise DataError(root, f"unknown resize {resize_kind!r} in the coco params",
-                        "resize: letterbox or shorter")
-    coordinates = ("staged pixels: source * image_size / max(h, w), top-left letterbox"
-                   if resize_kind == "letterbox" else "staged pixels: source * min(image_size "
-                   "/ min(h, w), max_size / max(h, w)) (shorter side resized)")
-    base = {**manifest_header(NAME, root, cfg), "image_size": size, "resize": resize_kind,
-            "max_size": cfg.get("max_size"), "coordinates": coordinates}
-    metas = {
-        "single": {**base, "subset": "single", "fields": FIELDS["single"],
-                   "selection": f"exactly one non-crowd annotation, box >= "
-                                f"{cfg.get('min_object', 32)} px; train2017 and val2017 "
-                                f"pooled, split as EU-RL's 9334 / 4694 (proportions when "
-                                f"fewer; split_seed {cfg.get('split_seed', 0)})"},
-        "detection": {**base, "subset": "detection", "fields": FIELDS["detection"],
-                      "selection": "at least one non-crowd annotation; crowd regions kept "
-                                   "as boxes flagged iscrowd", "val_gt": VAL_GT},
-    }
-    val_gt = {"info": {"description": f"staged val split of {root} ({size}x{size} letterbox)"},
+    `out/detection/val_gt.json`), each subset in its own frame (`coco_frames`);
+    returns {subset: manifest}."""
+    root = Path(root)
+    frames = {s: coco_frames.subset_frame(cfg, s, root) for s in SUBSETS}
+    header = manifest_header(NAME, root, cfg)
+    selection = {
+        "single": f"exactly one non-crowd annotation, box >= {cfg.get('min_object', 32)} px; "
+                  f"train2017 and val2017 pooled, split as EU-RL's 9334 / 4694 (proportions "
+                  f"when fewer; split_seed {cfg.get('split_seed', 0)})",
+        "detection": "at least one non-crowd annotation; crowd regions kept as boxes "
+                     "flagged iscrowd"}
+    metas = {s: {**header, **frames[s], "coordinates": coco_frames.coordinates(frames[s]),
+                 "subset": s, "fields": _fields(s, frames[s]), "selection": selection[s],
+                 **({"val_gt": VAL_GT} if s == "detection" else {})} for s in SUBSETS}
+    val_gt = {"info": {"description": f"staged val split of {root} "
+                                      f"({coco_frames.label(frames['detection'])})"},
               "images": [], "annotations": [], "categories": []}
 
     def write_gt(folder: Path) -> None:
         rio.write_text(folder / "detection" / VAL_GT, json.dumps(val_gt))
 
-    rows = _rows(root, cfg, val_gt)
-    cache = bool(cfg.get("cache", True))
-
     def decode(record: dict) -> dict:
-        return load_sample(record, root, base)
+        return load_sample(record, root, metas[_subset(record)])
 
-    return stage_subsets(Path(out), metas, rows, int(cfg.get("shard_size", 256)), write_gt,
-                         cache=cache, decode=decode)
+    return stage_subsets(Path(out), metas, _rows(root, cfg, frames, val_gt),
+                         int(cfg.get("shard_size", 256)), write_gt,
+                         cache=bool(cfg.get("cache", True)), decode=decode)
 
 
 _MASK_PALETTE = np.array([[0, 0, 0], [255, 40, 40]], np.uint8)

@@ -42,26 +42,27 @@ def _one_image_folder(root, h=300, w=450, box=(60, 45, 150, 120)):
 
 def test_paper_stage_writes_no_pixels_and_an_800px_sample_round_trips(tmp_path):
     root = _one_image_folder(tmp_path / "coco")
-    cfg = _paper_cfg(image_size=800, resize="shorter", max_size=1333)
+    cfg = _paper_cfg()   # single: 224 letterbox (EU-RL); detection: shorter side 800 (Rao)
     assert cfg["cache"] is False   # the paper profile stages an index only
     coco.stage(root, tmp_path / "staged", cfg)
     files = sorted(p.name for p in (tmp_path / "staged").rglob("*") if p.is_file())
     assert not [f for f in files if f.endswith((".pt", ".jpg", ".png"))], files
     assert "val-index.jsonl" in files
-    scale = 800 / 300
-    want_box = torch.tensor([60, 45, 210, 165], dtype=torch.float32) * scale
+    source_box = torch.tensor([60, 45, 210, 165], dtype=torch.float32)
     single = Staged(tmp_path / "staged" / "single")
     (split,) = single.splits   # subset D re-splits its one image (issue 19's 9,334 / 4,694)
     (batch,) = list(single.loader(split, batch_size=1, seed=0, workers=1))
-    assert batch["image"].shape == (1, 3, 800, 1200) and batch["image"].dtype == torch.uint8
+    assert batch["image"].shape == (1, 3, 224, 224) and batch["image"].dtype == torch.uint8
+    want_box = source_box * 224 / 450
     torch.testing.assert_close(batch["box"][0], want_box)
     mask = batch["mask"][0]
-    assert mask.shape == (800, 1200) and mask.dtype == torch.bool
+    assert mask.shape == (224, 224) and mask.dtype == torch.bool
     ys, xs = torch.nonzero(mask, as_tuple=True)
     mask_box = torch.tensor([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]).float()
     assert (mask_box - want_box).abs().max() <= 2   # the polygon, rasterised then resized
     (det,) = list(Staged(tmp_path / "staged" / "detection").loader("val", 1, seed=0))
-    torch.testing.assert_close(det["boxes"][0], want_box[None])
+    assert det["image"].shape == (1, 3, 800, 1200)
+    torch.testing.assert_close(det["boxes"][0], (source_box * 800 / 300)[None])
     gt = json.loads((tmp_path / "staged" / "detection" / "val_gt.json").read_text())
     assert (gt["images"][0]["height"], gt["images"][0]["width"]) == (800, 1200)
 

@@ -1,7 +1,10 @@
 """Policy-gradient detector, Tables 1 and 2 (Rao et al. 2018, "Learning globally optimized
 object detector via policy gradient", Section 3.3, Eqs. 5-11, Algorithm 1; Section 4.2).
 
-Faster R-CNN (`rlcv.models.detector`) on the COCO `detection` split. The rows:
+Faster R-CNN (`rlcv.models.detector`) on the COCO `detection` split, in its staged frame
+(the paper profile: Detectron's shorter side 800, longer side at most 1333, images of
+varied sizes, batched by torchvision with padding); the detector's transform is set to
+that frame (`_image_size`), so it never resizes the staged images again. The rows:
 
 - **standard**: a base detector trained with the usual loss (Eq. 1: cross-entropy +
   smooth L1, plus the RPN's losses), then `steps` more steps of the same loss on the
@@ -122,16 +125,21 @@ def _arch(cfg, gt: dict) -> dict:
     return arch
 
 
-def _model(arch: dict, image_size: int, load: bool = False):
-    """The detector of `arch`, its pretrained weights loaded when `load` (a new run)."""
-    return build_detector(arch["backbone"], arch["fpn"], arch["num_classes"], image_size,
+def _model(arch: dict, frame: tuple[int, float], load: bool = False):
+    """The detector of `arch` for images of `frame` (its transform's min_size, max_size:
+    `_image_size`), its pretrained weights loaded when `load` (a new run)."""
+    min_size, max_size = frame
+    return build_detector(arch["backbone"], arch["fpn"], arch["num_classes"], min_size,
                           arch["width"], arch["head_dim"], arch["roi_size"],
                           tuple(arch["anchor_sizes"]), arch["proposals"], arch["rois_per_image"],
-                          weights=arch.get("weights", "none"), load=load)
+                          weights=arch.get("weights", "none"), load=load, max_size=max_size)
 
 
-def _image_size(data) -> int:
-    return int(data.manifest["image_size"])
+def _image_size(data) -> tuple[int, float]:
+    """The staged detection frame as the detector's (min_size, max_size), so torchvision
+    does not resize the staged images again (`rlcv.models.detector.frame_sizes`): S x S
+    letterboxed squares, or the paper's shorter side 800, longer side at most 1333."""
+    return frcnn.frame_sizes(data.manifest)
 
 
 def _image(x: torch.Tensor) -> torch.Tensor:
@@ -147,8 +155,9 @@ def _target(split: dict, i: int, lut: torch.Tensor) -> dict:
 
 
 def _batch(train: dict, n: int, g: torch.Generator, lut: torch.Tensor) -> tuple[list, list]:
-    """A random batch (with replacement) with random horizontal flips."""
-    idx = torch.randint(train["image"].shape[0], (n,), generator=g).tolist()
+    """A random batch (with replacement) with random horizontal flips; `train["image"]`
+    is a stacked tensor or (images of varied sizes) a list of them."""
+    idx = torch.randint(len(train["image"]), (n,), generator=g).tolist()
     flips = (torch.rand(n, generator=g) < 0.5).tolist()
     images, targets = [], []
     for i, flip in zip(idx, flips, strict=True):
@@ -267,7 +276,7 @@ def _soft(boxes, scores, labels, iou, method, sigma, iou_threshold):
 def coco_scores(model, val: dict, gt: dict, nms_cfg: dict, index=None) -> dict:
     """COCO AP numbers (metric ids, fractions; -1s dropped) of `model` on val samples
     `index` (default all) with the final NMS of `nms_cfg`."""
-    index = range(val["image"].shape[0]) if index is None else index
+    index = range(len(val["image"])) if index is None else index
     index = list(index)
     dets = detect(model, [_image(val["image"][i]) for i in index], _nms_fn(nms_cfg))
     ids = [int(val["image_id"][i]) for i in index]
@@ -293,7 +302,7 @@ def _fit(cfg: PGDetectorConfig, data, run, model, phase: str, steps: int, lr: fl
     lut = frcnn.class_lut(gt)
     if opt_state is not None:
         opt.load_state_dict(opt_state)
-    probe = range(min(32, val["image"].shape[0]))
+    probe = range(min(32, len(val["image"])))
     loss_fn = LOSSES[loss]
 
     def step_fn(step: int) -> dict:
@@ -358,10 +367,11 @@ def train_eval_variant(cfg: PGDetectorConfig, data, run) -> Path:
     return engine.save_checkpoint(run, cfg, arch=src["arch"], model=src["model"])
 
 
-def load_model(ckpt: str | Path, image_size: int, device="cpu"):
-    """The detector of a checkpoint of these rows (on `device`) and its row config."""
+def load_model(ckpt: str | Path, frame: tuple[int, float], device="cpu"):
+    """The detector of a checkpoint of these rows for images of `frame` (`_image_size`),
+    on `device`, and its row config."""
     state = engine.load_checkpoint(ckpt)
-    model = _model(state["arch"], image_size).to(device)
+    model = _model(state["arch"], frame).to(device)
     model.load_state_dict(state["model"])
     return model.eval(), state["config"]
 

@@ -22,10 +22,12 @@ editing torchvision's internals: `roi_outputs` (the training forward up to the b
 head's logits for the sampled RoIs, with the RPN losses and the RoIs' assigned labels),
 `decode_candidates` (per-class candidate boxes of RoIs, as `postprocess_detections`
 decodes them) and `detect` (inference with a pluggable final NMS: greedy or soft).
+`frame_sizes` sets the transform's sizes to a staged frame (no second resize).
 """
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -104,10 +106,13 @@ def build_detector(backbone: str = "small", fpn: bool = False, num_classes: int 
                    roi_size: int = 7, anchor_sizes: tuple = (8, 16, 32, 64),
                    proposals: int = 100, rois_per_image: int = 64,
                    detections: int = 100, weights: str = "none",
-                   load: bool = True) -> FasterRCNN:
-    """A torchvision `FasterRCNN` for `image_size` square images; `weights` (resnet101
-    only) names the backbone's pretrained weights (`rlcv.models.paper_backbones`), loaded
-    when `load` (False: the same architecture, e.g. to load a checkpoint into).
+                   load: bool = True, max_size: float | None = None) -> FasterRCNN:
+    """A torchvision `FasterRCNN` whose transform resizes an image's shorter side to
+    `image_size` and its longer one to at most `max_size` (default `image_size`: square
+    images of that side; `frame_sizes` gives both for a staged frame, which then passes
+    through unresized); `weights` (resnet101 only) names the backbone's pretrained
+    weights (`rlcv.models.paper_backbones`), loaded when `load` (False: the same
+    architecture, e.g. to load a checkpoint into).
 
     `num_classes` counts the background; `anchor_sizes` are spread one per pyramid
     level with FPN, all on the single map without; `proposals` is the RPN's post-NMS
@@ -136,7 +141,7 @@ def build_detector(backbone: str = "small", fpn: bool = False, num_classes: int 
     else:
         head = TwoMLPHead(body.out_channels * roi_size**2, head_dim)
     return FasterRCNN(
-        body, min_size=image_size, max_size=image_size,
+        body, min_size=image_size, max_size=image_size if max_size is None else max_size,
         rpn_anchor_generator=anchors, box_roi_pool=pool, box_head=head,
         box_predictor=FastRCNNPredictor(head_dim, num_classes),
         rpn_pre_nms_top_n_train=2 * proposals, rpn_pre_nms_top_n_test=2 * proposals,
@@ -144,6 +149,19 @@ def build_detector(backbone: str = "small", fpn: bool = False, num_classes: int 
         rpn_batch_size_per_image=2 * rois_per_image,
         box_batch_size_per_image=rois_per_image, box_positive_fraction=0.25,
         box_score_thresh=0.01, box_nms_thresh=0.5, box_detections_per_img=detections)
+
+
+def frame_sizes(manifest: dict) -> tuple[int, float]:
+    """The (min_size, max_size) of `build_detector` under which the images of a staged
+    subset keep their staged size (scale 1: no second resize), from its manifest's frame:
+    (S, S) for S x S letterboxed squares (`resize: letterbox`, the default); (image_size,
+    max_size) for `resize: shorter` (`datasets.coco_frames`), the longer side unbounded
+    without max_size."""
+    size = int(manifest["image_size"])
+    if manifest.get("resize", "letterbox") == "letterbox":
+        return size, size
+    limit = manifest.get("max_size")
+    return size, (math.inf if limit is None else int(limit))
 
 
 def roi_outputs(model: FasterRCNN, images: list[torch.Tensor], targets: list[dict],
