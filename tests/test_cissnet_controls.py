@@ -4,6 +4,8 @@ the PASCAL-Context task."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -47,14 +49,14 @@ def test_base_net_gets_its_own_learning_rate(monkeypatch):
     task = Task.of({"dataset": "pascal_context", "num_classes": 4})
     snet = SegmentNet(6, 4, width=8, dim=2)
     cfg = C.CissConfig(width=8, embed=2, lr=1e-3, base_lr=5e-4)
-    x, t = torch.randn(2, 6, 4, 4), torch.zeros(2, 16, 16, dtype=torch.long)
-    C._fit_ciss(cfg, None, "learned", task, snet.base.state_dict(), x, t, x, {})
+    source = SimpleNamespace(channels=6, device="cpu")   # features: never drawn (no fit)
+    C._fit_ciss(cfg, None, "learned", task, snet.base.state_dict(), source)
     rates = [g["lr"] for g in groups["g"]]
     base_ids = {id(p) for p in groups["g"][1]["params"]}
     assert rates == [1e-3, 5e-4] and len(base_ids) == len(list(snet.base.parameters()))
     assert not base_ids & {id(p) for p in groups["g"][0]["params"]}
     C._fit_ciss(C.CissConfig(width=8, embed=2, train_base=False), None, "learned", task,
-                snet.base.state_dict(), x, t, x, {})
+                snet.base.state_dict(), source)
     assert len(groups["g"]) == 1                                        # frozen: no group
 
 

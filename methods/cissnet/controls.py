@@ -21,10 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 
-import torch
-
+from methods.cissnet import paper
 from methods.cissnet import rows as R
-from methods.cissnet.data import features
 from rlcv import engine
 
 CAPACITY = "Baseline+Bias Net (empty context)"
@@ -63,8 +61,8 @@ def train_controls(cfg: ControlsConfig, data, run) -> str:
     """Train the capacity control and the same-steps baseline of one dataset and seed."""
     base_state, ciss_state = _inputs(run)
     capacity, long_base = budgets(base_state["config"], ciss_state["config"], cfg.eval_every)
-    task, base, x, targets, x_val, val, domain = R._prepare(data, run)
-    nets = R._fit_ciss(capacity, run, "capacity", task, base["base"], x, targets, x_val, val)
+    task, base, source, domain = R._prepare(data, run, capacity)
+    nets = R._fit_ciss(capacity, run, "capacity", task, R.base_state(base), source)
     long_domain, long_head = R.fit_baseline(long_base, data, run, "same-steps")
     return engine.save_checkpoint(
         run, cfg, domain=domain.state_dict(), domain_config=base["config"],
@@ -75,21 +73,15 @@ def train_controls(cfg: ControlsConfig, data, run) -> str:
 
 def evaluate_controls(ckpt: str, data) -> dict:
     """Both controls' scores as `metric@<label>`."""
-    task, _, val = R._staged(data)
+    task, val = R.Task.of(data.manifest), data.load("val")
     state = engine.load_checkpoint(ckpt)
     cap = state["capacity"]
     domain, snet, _, ccfg = R.load_models({**state, **cap}, device=data.device)
-    pred = R.chain_predictions(snet, None, ccfg, features(domain, val["image"]),
-                               ccfg.eval_steps, task, val)[-1]
+    pred = R.chunked_predictions(snet, None, ccfg, paper.val_chunks(domain, val, ccfg.eval_batch),
+                                 ccfg.eval_steps, task)[-1]
     out = {f"{k}@{CAPACITY}": v for k, v in task.score(pred, val).items()}
     long = state["same_steps"]
-    bcfg = _of(R.BaselineConfig, long["config"])
-    long_domain = R.DomainNet(bcfg.width, bcfg.channels, bcfg.layers).to(data.device)
-    long_domain.load_state_dict(long["domain"])
-    head = R.BaseNet(bcfg.channels, state["num_classes"]).to(data.device)
-    head.load_state_dict(long["base"])
-    with torch.no_grad():
-        logits = head(features(long_domain, val["image"]))
-    out.update({f"{k}@{SAME_STEPS}": v for k, v in task.score(task.predict(logits, val),
-                                                              val).items()})
+    long_domain, head = R.load_segmenter(long["config"], long, state["num_classes"], data.device)
+    pred = R.predict(long_domain, head, val, long["config"].get("eval_batch", 0), task)
+    out.update({f"{k}@{SAME_STEPS}": v for k, v in task.score(pred, val).items()})
     return out

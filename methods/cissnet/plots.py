@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from methods.cissnet import rows as C
-from methods.cissnet.data import Task, features
+from methods.cissnet.data import Task
+from methods.cissnet.paper import val_chunks
 from rlcv import engine
 from rlcv import io as rio
 
@@ -67,8 +68,8 @@ def _curves(task, row: str, seeds, val, runs: Path, variant_context: str | None)
             if variant is None:
                 continue
         domain, snet, cnet, cfg = C.load_models(state, variant)
-        preds = C.chain_predictions(snet, cnet, cfg, features(domain, val["image"]),
-                                    CURVE_STEPS, task, val)
+        preds = C.chunked_predictions(snet, cnet, cfg, val_chunks(domain, val, cfg.eval_batch),
+                                      CURVE_STEPS, task)
         out.append([task.score(p, val, main_only=True)[task.main_metric] for p in preds])
     return np.array(out) * 100
 
@@ -94,9 +95,10 @@ def context_figure(params, results: Path, runs: Path = Path("runs"), images: int
         task, val = Task.of(data.manifest), data.load("val")
         state = engine.load_checkpoint(runs / f"{row}-{seed}" / "checkpoint.pt")
         domain, snet, cnet, cfg = C.load_models(state)
-        # the whole val set, as evaluated, so the drawn context maps are the scored ones
-        logits, contexts = C.inference_chain(snet, cnet, cfg, features(domain, val["image"]),
-                                             SHOW_STEPS)
+        # the first chunk of the val set, as evaluated, so the drawn context maps are the
+        # scored ones (the whole set when eval_batch is 0)
+        x, _ = next(val_chunks(domain, val, cfg.eval_batch))
+        logits, contexts = C.inference_chain(snet, cnet, cfg, x, SHOW_STEPS)
         logits = [lg[:images] for lg in logits]
         contexts = [k[:images] for k in contexts]
         ablation = next((r for r in _rows(params, C.train_ablations)
@@ -111,13 +113,13 @@ def context_figure(params, results: Path, runs: Path = Path("runs"), images: int
     if not panels:
         return []
     cols = 2 + 2 * SHOW_STEPS
-    n_img = sum(min(images, p["val"]["image"].shape[0]) for p in panels)
+    n_img = sum(p["pmaps"][0].shape[0] for p in panels)   # at most `images` each
     fig = plt.figure(figsize=(1.7 * cols, 1.6 * n_img + 2.8))
     grid = fig.add_gridspec(n_img + 1, cols, height_ratios=[1] * n_img + [1.6])
     r = 0
     for p in panels:
         pal = _palette(p["task"])
-        for i in range(min(images, p["val"]["image"].shape[0])):
+        for i in range(p["pmaps"][0].shape[0]):
             tiles = [(p["val"]["image"][i].permute(1, 2, 0).numpy(), "image"),
                      (_colour(p["task"].targets(p["val"]["label"][i]), pal), "ground truth")]
             for t in range(SHOW_STEPS):

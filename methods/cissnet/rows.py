@@ -1,10 +1,12 @@
 """CiSS-Net: context-reinforced semantic segmentation (Zhou et al., CVPR 2019), the rows of
 Tables 1-8 on ADE20K, PASCAL-Context and Cityscapes.
 
-- **Baseline** (Table 4; beside Tables 6-8): a small CNN (domain features X_I,
-  `rlcv.models.cissnet.DomainNet`) and the Base Net, trained with cross-entropy; its
-  domain network is then frozen and shared by every other row (Section 2.2 uses a
-  pre-trained network for X_I).
+- **Baseline** (Table 4; beside Tables 6-8): the segmenter whose first blocks give the
+  domain features X_I, trained with cross-entropy; its domain network is then frozen and
+  shared by every other row (Section 2.2 uses a pre-trained network for X_I). On the
+  paper profile it is PSPNet-50/101 from ImageNet weights, whose dilated trunk is X_I
+  (Section 3.2); on the CPU profiles a small CNN (`rlcv.models.cissnet.DomainNet`) and
+  the Base Net (`methods.cissnet.paper` selects them by the `backbone` setting).
 - **CiSS-Net** (Table 4; Table 1 at steps 0/2/4/6; Table 3 at λ2 = 0.05; Table 5 "Ours";
   Tables 6 and 8): S-Net = Base Net + Bias Net (Eq. 1) and C-Net trained together by
   advantage actor-critic with k-step returns (Eqs. 2-7, `methods.cissnet.rl`), reported
@@ -20,7 +22,10 @@ Tables 1-8 on ADE20K, PASCAL-Context and Cityscapes.
 Every context row starts its Base Net from the baseline's and trains it with the Bias Net
 and C-Net (`train_base: true`, at its own learning rate `base_lr`, as Section 3.2 trains
 Base Net, Bias Net and C-Net at two rates), so Step 0 is the retrained Base Net, not the
-Baseline row. The capacity controls of Tables 1 and 4 are in `methods.cissnet.controls`.
+Baseline row (a PSPNet baseline has no Base Net: its context rows start the Base Net from
+scratch). The capacity controls of Tables 1 and 4 are in `methods.cissnet.controls`.
+Batches, augmentation and per-batch domain features (`crop_size` > 0) are in
+`methods.cissnet.paper`; optimizers and the "poly" schedule come from `rlcv.optim`.
 At evaluation B^t is sampled from the policy map as in Eq. 2 (`inference: sample`, one
 fixed generator, so scores repeat exactly). Scores come from `rlcv.metrics` through
 `methods.cissnet.data.Task`, at the ground truth's resolution. `figures` draws
@@ -31,40 +36,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-import torch
-
-from methods.cissnet.data import Task, feature_targets, features, to_input
-from methods.cissnet.rl import rollout, segmentation_loss, train_step
-from rlcv import dist, engine
+from methods.cissnet import paper
+from methods.cissnet.baseline import BaselineConfig, Schedule, fit_baseline, load_segmenter, predict
+from methods.cissnet.data import Task, features
+from methods.cissnet.rl import rollout, train_step
+from rlcv import engine
 from rlcv.errors import ParamsError
-from rlcv.models.cissnet import BaseNet, ContextNet, DomainNet, SegmentNet
+from rlcv.models.cissnet import ContextNet, SegmentNet
 
 CONTEXTS = ("learned", "pmap", "empty")
 """What a context row feeds the Bias Net: the C-Net's choice, the complete p-map, nothing."""
 
 
 @dataclass
-class BaselineConfig:
-    """Settings of the baseline segmenter (domain CNN + Base Net)."""
-
-    width: int = 16
-    """Channels of the domain CNN's first layer (doubled by its second)."""
-    channels: int = 32
-    """Channels C of the domain features X_I."""
-    layers: int = 3
-    """3x3 convolution layers of the domain CNN (the first two at stride 2)."""
-    steps: int = 300
-    """Optimisation steps."""
-    batch_size: int = 16
-    """Images per step."""
-    lr: float = 3e-3
-    """Adam learning rate."""
-    eval_every: int = 100
-    """Steps between evaluations on val (logged to history.csv); 0 = never."""
-
-
-@dataclass
-class CissConfig:
+class CissConfig(Schedule):
     """Settings of a CiSS-Net row (and of the complete-p-map row, `context: pmap`)."""
 
     context: str = "learned"
@@ -75,9 +60,9 @@ class CissConfig:
     batch_size: int = 8
     """Images per step."""
     lr: float = 2e-3
-    """Adam learning rate of the Bias Net, the encoders and the C-Net."""
+    """Learning rate of the Bias Net, the encoders and the C-Net."""
     base_lr: float = 2e-3
-    """Adam learning rate of the Base Net when `train_base` (Section 3.2: its own rate)."""
+    """Learning rate of the Base Net when `train_base` (Section 3.2: its own rate)."""
     width: int = 32
     """Channels of the C-Net and Bias Net trunks (four 3x3 layers each)."""
     embed: int = 8
@@ -110,8 +95,11 @@ class CissConfig:
     """Iterations also reported as Table 1's 'Step t' rows (main row only)."""
     eval_every: int = 100
     """Steps between evaluations on val (logged to history.csv); 0 = never."""
+    base_width: int = 0
+    """Channels of the Base Net's first layer (0: C, as X_I; Section 3.2: 512)."""
 
     def __post_init__(self):
+        self.check()
         if self.context not in CONTEXTS:
             raise ParamsError(f"context: expected one of {', '.join(CONTEXTS)}, "
                               f"got {self.context!r}")
@@ -138,72 +126,31 @@ class AblationConfig(CissConfig):
 
 
 
-def _staged(data) -> tuple[Task, dict, dict]:
-    return Task.of(data.manifest), data.load("train"), data.load("val")
-
-
 def train_baseline(cfg: BaselineConfig, data, run) -> str:
-    """Train the domain CNN and Base Net with cross-entropy (the Baseline row)."""
+    """Train the baseline segmenter with cross-entropy (the Baseline row;
+    `methods.cissnet.baseline`)."""
     task = Task.of(data.manifest)
     domain, base = fit_baseline(cfg, data, run, "baseline")
     return engine.save_checkpoint(run, cfg, domain=domain.state_dict(), base=base.state_dict(),
                                   num_classes=task.num_classes)
 
 
-def fit_baseline(cfg: BaselineConfig, data, run, phase: str):
-    """(domain CNN, Base Net) trained from scratch for `cfg.steps` with cross-entropy."""
-    task, train, val = _staged(data)
-    domain = DomainNet(cfg.width, cfg.channels, cfg.layers).to(run.device)
-    base = BaseNet(cfg.channels, task.num_classes).to(run.device)
-    params = [*domain.parameters(), *base.parameters()]
-    opt = torch.optim.Adam(params, lr=cfg.lr)
-    targets = task.targets(train["label"])
-    n = targets.shape[0]
-
-    def step_fn(step: int) -> dict:
-        domain.train()
-        g = engine.generator(run.seed, phase, step)
-        idx = torch.randint(n, (cfg.batch_size,), generator=g)
-        images, target = to_input(train["image"][idx]), targets[idx]
-        if torch.rand((), generator=g) < 0.5:   # horizontal flip
-            images, target = images.flip(-1), target.flip(-1)
-        images, target = dist.shard(images, target)   # this process's part (torchrun)
-        loss = segmentation_loss(base(domain(images)), target)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return {"loss_s": loss.item()}
-
-    def eval_fn() -> dict:
-        with torch.no_grad():
-            logits = base(features(domain, val["image"]))
-        return task.score(task.predict(logits, val), val, main_only=True)
-
-    engine.fit(run, phase, {"domain": domain, "base": base, "opt": opt}, cfg.steps,
-               step_fn, eval_fn, cfg.eval_every)
-    return domain, base
-
-
-def _load_baseline(path, device) -> tuple[DomainNet, dict]:
-    state = engine.load_checkpoint(path)
-    c = state["config"]
-    domain = DomainNet(c["width"], c["channels"], c["layers"]).to(device)
-    domain.load_state_dict(state["domain"])
-    return domain, state
-
-
 def _build(cfg: CissConfig, channels: int, num_classes: int, device):
-    snet = SegmentNet(channels, num_classes, cfg.width, cfg.embed, tuple(cfg.bins)).to(device)
+    snet = SegmentNet(channels, num_classes, cfg.width, cfg.embed, tuple(cfg.bins),
+                      cfg.base_width, cfg.dropout).to(device)
     cnet = (ContextNet(channels, num_classes, cfg.width, cfg.embed, tuple(cfg.bins)).to(device)
             if cfg.context == "learned" else None)
     return snet, cnet
 
 
-def _fit_ciss(cfg: CissConfig, run, phase: str, task: Task, base_state: dict,
-              x: torch.Tensor, targets: torch.Tensor, x_val: torch.Tensor, val: dict) -> dict:
-    """Train one S-Net (+ C-Net) from the baseline's Base Net; its state dicts."""
-    snet, cnet = _build(cfg, x.shape[1], task.num_classes, x.device)
-    snet.base.load_state_dict(base_state)
+def _fit_ciss(cfg: CissConfig, run, phase: str, task: Task, base_state: dict | None,
+              source) -> dict:
+    """Train one S-Net (+ C-Net) on the domain features of `source` (`methods.cissnet.
+    paper`), the Base Net from the baseline's (`base_state`; None: from scratch); its state
+    dicts."""
+    snet, cnet = _build(cfg, source.channels, task.num_classes, source.device)
+    if base_state is not None:
+        snet.base.load_state_dict(base_state)
     snet.base.requires_grad_(cfg.train_base)
     params = [p for n, p in snet.named_parameters() if not n.startswith("base.")]
     objects = {"snet": snet}
@@ -213,42 +160,53 @@ def _fit_ciss(cfg: CissConfig, run, phase: str, task: Task, base_state: dict,
     groups = [{"params": params, "lr": cfg.lr}]
     if cfg.train_base:
         groups.append({"params": list(snet.base.parameters()), "lr": cfg.base_lr})
-    opt = torch.optim.Adam(groups)
-    objects["opt"] = opt
-    stride = targets.shape[-1] // x.shape[-1]
-    targets_feat = feature_targets(targets, stride)
+    opt, sched = cfg.build_optimizer(groups, cfg.steps)
+    objects.update(opt=opt, **({"sched": sched} if sched else {}))
 
     def step_fn(step: int) -> dict:
+        snet.train()
         g = engine.generator(run.seed, phase, step)
-        idx = torch.randint(x.shape[0], (cfg.batch_size,), generator=g)
-        loss, stats = train_step(snet, cnet, x[idx], targets_feat[idx], cfg, g)
+        x, target = source.batch(g, cfg.batch_size)
+        loss, stats = train_step(snet, cnet, x, target, cfg, g)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if sched is not None:
+            sched.step()
         return stats
 
     def eval_fn() -> dict:
-        logits, _ = inference_chain(snet, cnet, cfg, x_val, cfg.eval_steps)
-        return task.score(task.predict(logits[-1], val), val, main_only=True)
+        snet.eval()   # dropout off (the next step turns it back on)
+        pred = chunked_predictions(snet, cnet, cfg, source.eval_chunks(), cfg.eval_steps, task)
+        return task.score(pred[-1], source.val, main_only=True)
 
     engine.fit(run, phase, objects, cfg.steps, step_fn, eval_fn, cfg.eval_every)
     return {"snet": snet.state_dict(), **({"cnet": cnet.state_dict()} if cnet else {})}
 
 
-def _prepare(data, run):
-    task, train, val = _staged(data)
+def _prepare(data, run, cfg: CissConfig):
+    """(task, baseline checkpoint, feature source, domain network) of a context row."""
+    task, val = Task.of(data.manifest), data.load("val")
     # the baseline row of the same dataset and seed
     path = next(p for n, p in run.inputs.items() if n.startswith("ciss-baseline-"))
-    domain, base = _load_baseline(path, run.device)
-    return (task, base, features(domain, train["image"]), task.targets(train["label"]),
-            features(domain, val["image"]), val, domain)
+    state = engine.load_checkpoint(path)
+    domain = paper.load_domain(state["config"], state["domain"], run.device)
+    if state["config"].get("backbone", "small") != "small" and not cfg.train_base:
+        raise ParamsError("train_base: false needs a Base Net, and a PSPNet baseline has none "
+                          "(its context rows train the Base Net from scratch)")
+    return task, state, paper.feature_source(domain, data, task, val, cfg), domain
+
+
+def base_state(baseline: dict) -> dict | None:
+    """The Base Net a context row starts from: the small baseline's, none for PSPNet."""
+    return baseline["base"] if baseline["config"].get("backbone", "small") == "small" else None
 
 
 def train_ciss(cfg: CissConfig, data, run) -> str:
     """Train CiSS-Net (context: learned), the complete-p-map row (pmap) or the capacity
     control (empty)."""
-    task, base, x, targets, x_val, val, domain = _prepare(data, run)
-    nets = _fit_ciss(cfg, run, cfg.context, task, base["base"], x, targets, x_val, val)
+    task, base, source, domain = _prepare(data, run, cfg)
+    nets = _fit_ciss(cfg, run, cfg.context, task, base_state(base), source)
     return engine.save_checkpoint(run, cfg, domain=domain.state_dict(),
                                   domain_config=base["config"], num_classes=task.num_classes,
                                   **nets)
@@ -271,12 +229,12 @@ def ablation_variants(cfg: AblationConfig) -> list[tuple[CissConfig, list[str]]]
 
 def train_ablations(cfg: AblationConfig, data, run) -> str:
     """Train every ablation model (Tables 2 and 3, Table 4's p-map and gated rows, Table 5)."""
-    task, base, x, targets, x_val, val, domain = _prepare(data, run)
+    task, base, source, domain = _prepare(data, run, cfg)
     variants = []
     for vcfg, labels in ablation_variants(cfg):
         phase = ("pmap" if vcfg.context == "pmap" else
                  f"lambda2-{vcfg.lambda2:g}-gamma-{vcfg.gamma:g}")
-        nets = _fit_ciss(vcfg, run, phase, task, base["base"], x, targets, x_val, val)
+        nets = _fit_ciss(vcfg, run, phase, task, base_state(base), source)
         variants.append({"context": vcfg.context, "lambda2": vcfg.lambda2, "gamma": vcfg.gamma,
                          "labels": labels, **nets})
     return engine.save_checkpoint(run, cfg, domain=domain.state_dict(),
@@ -290,52 +248,59 @@ def load_models(state: dict, variant: dict | None = None, device="cpu"):
     c = {**state["config"], **{k: variant[k] for k in ("context", "lambda2", "gamma")
                                if variant is not None}}
     cfg = CissConfig(**{k: v for k, v in c.items() if k in CissConfig.__dataclass_fields__})
-    dc = state["domain_config"]
-    domain = DomainNet(dc["width"], dc["channels"], dc["layers"]).to(device)
-    domain.load_state_dict(state["domain"])
+    domain = paper.load_domain(state["domain_config"], state["domain"], device)
     nets = variant if variant is not None else state
-    snet, cnet = _build(cfg, dc["channels"], state["num_classes"], device)
+    snet, cnet = _build(cfg, domain.channels, state["num_classes"], device)
     snet.load_state_dict(nets["snet"])
     if cnet is not None:
         cnet.load_state_dict(nets["cnet"])
     return domain, snet.eval(), cnet.eval() if cnet is not None else None, cfg
 
 
-def inference_chain(snet, cnet, cfg: CissConfig, x, steps: int):
+def inference_chain(snet, cnet, cfg: CissConfig, x, steps: int, g=None):
     """(logits of Y^0..Y^steps, context maps K^0..K^{steps-1}) as evaluated: B^t drawn
     by `cfg.inference`, sampling from one fixed generator so that scores are repeatable
-    (the complete p-map without a C-Net, an empty map for the capacity control)."""
+    (the complete p-map without a C-Net, an empty map for the capacity control); `g`
+    continues that generator over the chunks of one evaluation."""
     mode = "empty" if cfg.context == "empty" else cfg.inference
-    return rollout(snet, cnet, x, steps, mode, engine.generator("ciss-net", "eval"))
+    g = engine.generator("ciss-net", "eval") if g is None else g
+    return rollout(snet, cnet, x, steps, mode, g)
+
+
+def chunked_predictions(snet, cnet, cfg: CissConfig, chunks, steps: int, task: Task) -> list:
+    """Class indices of the evaluated chain's p-maps Y^0..Y^steps at the ground truth's
+    resolution (`Task.predict`), over the (X_I, val samples) `chunks` in order."""
+    g, out = engine.generator("ciss-net", "eval"), None
+    for x, split in chunks:
+        logits, _ = inference_chain(snet, cnet, cfg, x, steps, g)
+        preds = [task.predict(lg, split) for lg in logits]
+        out = preds if out is None else [paper.join(a, b) for a, b in zip(out, preds, strict=True)]
+    return out
 
 
 def chain_predictions(snet, cnet, cfg: CissConfig, x_val, steps: int, task: Task,
                       val: dict) -> list:
-    """Class indices of the evaluated chain's p-maps Y^0..Y^steps at the ground truth's
-    resolution (`Task.predict`)."""
-    logits, _ = inference_chain(snet, cnet, cfg, x_val, steps)
-    return [task.predict(lg, val) for lg in logits]
+    """`chunked_predictions` of the whole val set's features `x_val` in one chunk."""
+    return chunked_predictions(snet, cnet, cfg, [(x_val, val)], steps, task)
 
 
 def evaluate_baseline(ckpt: str, data) -> dict:
-    """Baseline scores on val: the Base Net alone (Eq. 1 without context)."""
-    task, _, val = _staged(data)
-    domain, state = _load_baseline(ckpt, data.device)
-    base = BaseNet(state["config"]["channels"], state["num_classes"]).to(data.device)
-    base.load_state_dict(state["base"])
-    with torch.no_grad():
-        logits = base(features(domain, val["image"]))
-    return task.score(task.predict(logits, val), val)
+    """Baseline scores on val: the Base Net alone (Eq. 1 without context), or PSPNet."""
+    task, val = Task.of(data.manifest), data.load("val")
+    state = engine.load_checkpoint(ckpt)
+    domain, head = load_segmenter(state["config"], state, state["num_classes"], data.device)
+    return task.score(predict(domain, head, val, state["config"].get("eval_batch", 0), task),
+                      val)
 
 
 def evaluate_ciss(ckpt: str, data) -> dict:
     """Scores at t = eval_steps, plus `metric@Step t` for Table 1 (learned context only)."""
-    task, _, val = _staged(data)
+    task, val = Task.of(data.manifest), data.load("val")
     state = engine.load_checkpoint(ckpt)
     domain, snet, cnet, cfg = load_models(state, device=data.device)
     table = [t for t in cfg.table_steps if t != cfg.eval_steps] if cnet is not None else []
-    preds = chain_predictions(snet, cnet, cfg, features(domain, val["image"]),
-                              max((cfg.eval_steps, *table)), task, val)
+    preds = chunked_predictions(snet, cnet, cfg, paper.val_chunks(domain, val, cfg.eval_batch),
+                                max((cfg.eval_steps, *table)), task)
     out = task.score(preds[cfg.eval_steps], val)
     m = task.main_metric
     out.update({f"{m}@Step {t}": task.score(preds[t], val, main_only=True)[m] for t in table})
@@ -344,13 +309,17 @@ def evaluate_ciss(ckpt: str, data) -> dict:
 
 def evaluate_ablations(ckpt: str, data) -> dict:
     """Every ablation model's scores at t = eval_steps, as `metric@<its table labels>`."""
-    task, _, val = _staged(data)
+    task, val = Task.of(data.manifest), data.load("val")
     state = engine.load_checkpoint(ckpt)
     out, x_val = {}, None
     for variant in state["variants"]:
         domain, snet, cnet, cfg = load_models(state, variant, data.device)
-        x_val = features(domain, val["image"]) if x_val is None else x_val
-        pred = chain_predictions(snet, cnet, cfg, x_val, cfg.eval_steps, task, val)
+        if cfg.eval_batch == 0:   # the whole set's features, once for every variant
+            x_val = features(domain, val["image"]) if x_val is None else x_val
+            chunks = [(x_val, val)]
+        else:
+            chunks = paper.val_chunks(domain, val, cfg.eval_batch)
+        pred = chunked_predictions(snet, cnet, cfg, chunks, cfg.eval_steps, task)
         scores = task.score(pred[-1], val)
         for label in variant["labels"]:
             out.update({f"{k}@{label}": v for k, v in scores.items()})

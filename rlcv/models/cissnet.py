@@ -2,8 +2,9 @@
 CVPR 2019, Section 2, Figs. 2-3, Eqs. 1-2).
 
 - `DomainNet`: the pre-trained CNN giving the mid-level domain features X_I (the first
-  blocks of PSPNet in the paper; here a small stride-4 CNN trained as the baseline
-  segmenter and then frozen).
+  four blocks of PSPNet in the paper: `rlcv.models.pspnet.DilatedResNet` on the paper
+  profile; on the CPU profiles a small stride-4 CNN trained as the baseline segmenter),
+  frozen once trained.
 - `PyramidEncoder` F_e: embeds a class map (context map K_I, or p-map Y_I shifted by
   one) and pools it at several grid sizes, as PSPNet's pyramid pooling module (Fig. 3a).
 - `SegmentNet` F_s = Base Net + Bias Net (Eq. 1): F_ba(X) without context,
@@ -56,12 +57,15 @@ class DomainNet(nn.Module):
 
 
 class BaseNet(nn.Module):
-    """F_s^ba: two 3x3 convolutions, X_I -> class logits at feature resolution."""
+    """F_s^ba: two 3x3 convolutions, X_I -> class logits at feature resolution; the first
+    has `hidden` channels (default: C; 512 in Section 3.2), dropout before the second."""
 
-    def __init__(self, channels: int, num_classes: int):
+    def __init__(self, channels: int, num_classes: int, hidden: int = 0, dropout: float = 0.0):
         super().__init__()
-        self.net = nn.Sequential(conv_block(channels, channels),
-                                 nn.Conv2d(channels, num_classes, 3, 1, 1))
+        hidden = hidden or channels
+        drop = [nn.Dropout2d(dropout)] if dropout > 0 else []
+        self.net = nn.Sequential(conv_block(channels, hidden), *drop,
+                                 nn.Conv2d(hidden, num_classes, 3, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -99,9 +103,10 @@ class SegmentNet(nn.Module):
     per-class correction computed from X_I ⊕ F_e(K_I) (added before the softmax)."""
 
     def __init__(self, channels: int, num_classes: int, width: int = 32, dim: int = 8,
-                 bins: tuple[int, ...] = (1, 2, 3, 6)):
+                 bins: tuple[int, ...] = (1, 2, 3, 6), base_width: int = 0,
+                 dropout: float = 0.0):
         super().__init__()
-        self.base = BaseNet(channels, num_classes)
+        self.base = BaseNet(channels, num_classes, base_width, dropout)
         self.encoder = PyramidEncoder(num_classes, dim, bins)
         self.bias = nn.Sequential(trunk(channels + self.encoder.out_channels, width),
                                   nn.Conv2d(width, num_classes, 1))
