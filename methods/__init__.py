@@ -15,6 +15,7 @@ _PAPER_CODE = ("rlcv/models/pretrained.py", "rlcv/models/paper_backbones.py", "r
 """The paper profile's pretrained weights, backbones and optimizers (issue 17)."""
 
 _EURL_CODE = ("methods/eurl/regress.py", "methods/eurl/deepmask.py", "methods/eurl/matched.py",
+              "methods/eurl/holdout.py",
               "rlcv/rl/__init__.py",
               "rlcv/rl/boxenv.py", "rlcv/rl/actor_critic.py", "rlcv/rl/dqn.py",
               "rlcv/models/agent_nets.py", "rlcv/models/boxnets.py", "rlcv/models/crops.py",
@@ -35,7 +36,9 @@ _ACIS_CODE = ("methods/acis/train.py", "methods/acis/actor.py", "methods/acis/ev
 """What the ACIS rows (issue 7) depend on beyond their module."""
 
 _CISS_CODE = ("methods/cissnet/data.py", "methods/cissnet/rl.py", "methods/cissnet/plots.py",
-              "rlcv/models/cissnet.py", "rlcv/rl/advantage.py")
+              "methods/cissnet/baseline.py", "methods/cissnet/paper.py",
+              "rlcv/models/cissnet.py", "rlcv/models/pspnet.py", "rlcv/rl/advantage.py",
+              *_PAPER_CODE)
 """What the CiSS-Net rows (issue 6) depend on beyond their module."""
 
 
@@ -56,7 +59,8 @@ _CISS_CONTROLS = {"ciss-net-table1": "Baseline+Bias Net (empty context)",
 """The controls rows report under both labels (metric@label) in Tables 1 and 4."""
 
 
-_POSE_CODE = ("methods/eurl/pose_data.py", "methods/eurl/deepmask.py", "rlcv/models/hourglass.py",
+_POSE_CODE = ("methods/eurl/pose_data.py", "methods/eurl/deepmask.py", "methods/eurl/holdout.py",
+              "rlcv/models/hourglass.py",
               "rlcv/models/pose_nms.py", "rlcv/models/detector.py", "rlcv/models/crops.py",
               "rlcv/models/segnet.py", "rlcv/models/deepmask.py", *_PAPER_CODE)
 """What the EU-RL MPII pose rows (issue 9) depend on beyond their module."""

@@ -152,8 +152,23 @@ class DryRun:
                          inputs={r: self.checkpoints[r] for r in row.requires})
         with record_optimizers() as opts:
             ckpt = row.train(cfg, data, run)
+        for f in out.rglob("*.ckpt.pt"):   # the phases' resume states: GBs at paper sizes
+            f.unlink()
         self.checkpoints[name] = Path(ckpt)
         return Path(ckpt), opts, used
+
+    def forget(self, name: str) -> None:
+        """Delete row `name`'s dry checkpoint unless another registry row requires it (a
+        session over every row would otherwise hold tens of GB: /dev/shm is RAM)."""
+        import shutil
+
+        import methods
+
+        if any(name in r.requires for r in methods.METHODS.values()):
+            return
+        path = self.checkpoints.pop(name, None)
+        if path is not None:
+            shutil.rmtree(path.parent, ignore_errors=True)
 
     def check(self, name: str) -> dict:
         """Dry-train and evaluate row `name`; what it built and the one-line summary."""
@@ -165,6 +180,7 @@ class DryRun:
         row = methods.get(name)
         with record_modules() as mods:
             metrics = row.evaluate(str(ckpt), self.data(row))
+        self.forget(name)
         bad = [k for k, v in metrics.items() if math.isinf(float(v))]
         if bad:
             raise P.ParamsError(f"{name}: dry run gave infinite metrics {bad}")

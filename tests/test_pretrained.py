@@ -82,7 +82,9 @@ def test_runs_record_their_weights_and_tables_say_random_init(repo):
 
     params = P.load(repo / "params.yaml")
     params.raw["profile"] = "paper"
-    assert weights_used(params, methods.get("regress-agent-deepmask")) == NAME
+    # the agent's own trunk and, through its requirement, DeepMask's VGG-A trunk
+    agent = weights_used(params, methods.get("regress-agent-deepmask")).split("+")
+    assert agent == [NAME, "VGG11_Weights.IMAGENET1K_V1"]
     # a row's requirements count: the pose agent starts from RMPE's SSD trunk
     pose = weights_used(params, methods.get("eurl-pose")).split("+")
     assert set(pose) == {NAME, "VGG16_Weights.IMAGENET1K_FEATURES"}
