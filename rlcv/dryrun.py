@@ -109,8 +109,7 @@ class DryRun:
 
         name = row.dataset
         if name not in self.staged:
-            small = P.Params(raw={**self.params.raw, "profile": "ci"}, path=self.params.path)
-            cfg = small.dataset(name)
+            cfg = self.data_cfg(name)
             module = datasets.get(name)
             module.synth(self.root / "raw" / name, cfg, int(cfg.get("seed", 0)))
             module.stage(self.root / "raw" / name, self.root / "staged" / name,
@@ -118,11 +117,20 @@ class DryRun:
             self.staged.add(name)
         return Staged(self.root / "staged" / row.data, self.device)
 
+    def data_cfg(self, name: str) -> dict:
+        """The settings dataset `name` is synthesized and staged with: the ci profile's."""
+        small = P.Params(raw={**self.params.raw, "profile": "ci"}, path=self.params.path)
+        return small.dataset(name)
+
+    def settings(self, name: str) -> dict:
+        """Row `name`'s settings under the profile, shrunk (`shrink`)."""
+        return shrink(self.params.method(name))
+
     def config(self, row) -> tuple[object, list[str]]:
-        """The row's dataclass config under the profile, shrunk; and the weights used."""
+        """The row's dataclass config from `settings`; and the pretrained weights used."""
         from rlcv.models import pretrained
 
-        values = shrink(self.params.method(row.name))
+        values = self.settings(row.name)
         used = []
         for key in weight_keys(values):
             if not pretrained.available(values[key]):
