@@ -333,6 +333,39 @@ class Staged:
 
         return make_loader(self.dataset(split), batch_size, seed, shuffle, workers, drop_last)
 
+    def feed(self, split: str, workers: int | None = None):
+        """The training batches of `split`, drawn by the loop's keyed generators
+        (`datasets._feed.Feed`): rows of the cached split, or decoded ahead in DataLoader
+        workers from the index."""
+        from datasets._feed import Feed
+
+        return Feed(self, split, workers)
+
+    def chunks(self, split: str, size: int, stop: int | None = None,
+               workers: int | None = None):
+        """The first `stop` (default all) samples of `split` in order, `size` at a time, on
+        `self.device`, for evaluation: slices of the cached split, or decoded from the
+        index in DataLoader workers (`datasets._feed.loader_workers`), so an indexed
+        split is never held whole."""
+        if split not in self.manifest.get("index", {}):
+            fields = self.load(split)
+            n = len(next(iter(fields.values())))
+            end = n if stop is None else min(n, stop)
+            for a in range(0, end, size):
+                yield {k: v[a:min(a + size, end)] for k, v in fields.items()}
+            return
+        from torch.utils.data import DataLoader, Subset
+
+        from datasets._feed import loader_workers
+        from datasets._index import IndexDataset, collate
+
+        ds = IndexDataset(self.manifest, self.path, split)
+        if stop is not None:
+            ds = Subset(ds, range(min(stop, len(ds))))
+        yield from self.batches(DataLoader(
+            ds, batch_size=size, num_workers=loader_workers() if workers is None else workers,
+            collate_fn=collate, pin_memory=torch.cuda.is_available()))
+
     def batches(self, loader):
         """The batches of `loader` on `self.device` (the one place data changes device)."""
         from rlcv.engine import to_device

@@ -39,7 +39,7 @@ HEADER = (
 
 
 SHARED_CODE = ("rlcv/engine.py", "rlcv/dist.py", "rlcv/metrics", "datasets/_common.py",
-               "datasets/_index.py")
+               "datasets/_index.py", "datasets/_feed.py")
 """What every train stage depends on besides its row's code: the training loop, the
 metric library (evaluation during training, rewards) and the staged-data reader."""
 

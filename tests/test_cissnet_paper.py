@@ -145,13 +145,10 @@ class _Data:
     def load(self, split):
         return self.splits[split]
 
-    def dataset(self, split):
-        from datasets._index import CachedDataset
+    def feed(self, split):
+        from datasets._feed import Feed
 
-        return CachedDataset(self.splits[split])
-
-    def batches(self, it):
-        yield from it
+        return Feed(self, split)
 
 
 def _fit(tmp_path, **cfg):

@@ -118,7 +118,8 @@ def fit_baseline(cfg: BaselineConfig, data, run, phase: str):
         domain.train()
         head.train()
         g = engine.generator(run.seed, phase, step)
-        x, target = dist.shard(*images.draw(g, cfg.batch_size))   # this process's part
+        x, target = dist.shard(*images.draw(g, cfg.batch_size, (run.seed, phase), step,
+                                            cfg.steps))   # this process's part
         stats = {}
         if getattr(head, "aux", None) is not None:   # PSPNet's deep supervision on res4
             c4, c5 = domain(x, mid=True)

@@ -124,28 +124,27 @@ def join(a, b):
 
 class TrainImages:
     """Training batches of a config (`crop_size`, `scale`) from a staged set:
-    `draw(g, n)` -> (images in [-0.5, 0.5], class indices) of n images (the global batch)."""
+    `draw(g, n, keys, step, steps)` -> (images in [-0.5, 0.5], class indices) of n images
+    (the global batch) of step `step` of the phase keyed `keys` (`datasets._feed.Feed`)."""
 
     def __init__(self, cfg, data, task: Task):
         self.cfg, self.data, self.task = cfg, data, task
         if cfg.crop_size > 0:   # decoded per batch (the index, or the cached samples)
-            self.ds = data.dataset("train")
-            self.n = len(self.ds)
+            self.feed = data.feed("train")
+            self.n = len(self.feed)
         else:                   # the CPU profiles: the whole split in memory
             self.train = data.load("train")
             self.targets = task.targets(self.train["label"])
             self.n = self.targets.shape[0]
 
-    def draw(self, g: torch.Generator, batch_size: int):
-        idx = torch.randint(self.n, (batch_size,), generator=g)
+    def draw(self, g: torch.Generator, batch_size: int, keys: tuple, step: int, steps: int):
         if self.cfg.crop_size == 0:
+            idx = torch.randint(self.n, (batch_size,), generator=g)
             images, target = to_input(self.train["image"][idx]), self.targets[idx]
             if torch.rand((), generator=g) < 0.5:   # horizontal flip
                 images, target = images.flip(-1), target.flip(-1)
             return images, target
-        from datasets._index import collate
-
-        batch = next(iter(self.data.batches([collate([self.ds[i] for i in idx.tolist()])])))
+        batch = self.feed.draw(g, batch_size, keys, step, steps)
         return scale_crop_mirror(batch["image"], self.task.targets(batch["label"]),
                                  self.cfg.crop_size, tuple(self.cfg.scale), g)
 
@@ -162,7 +161,7 @@ class Precomputed:
         self.channels, self.device = self.x.shape[1], self.x.device
         self.eval_batch = cfg.eval_batch
 
-    def batch(self, g: torch.Generator, batch_size: int):
+    def batch(self, g: torch.Generator, batch_size: int, *_step):
         """(X_I, class index per feature cell) of `batch_size` images drawn from `g`."""
         idx = torch.randint(self.x.shape[0], (batch_size,), generator=g)
         return self.x[idx], self.targets[idx]
@@ -184,10 +183,10 @@ class PerBatch:
         self.channels = domain.channels
         self.device = next(domain.parameters()).device
 
-    def batch(self, g: torch.Generator, batch_size: int):
-        """(X_I, class index per feature cell) of a freshly augmented batch; this process's
-        slice of it under torchrun."""
-        images, target = self.images.draw(g, batch_size)
+    def batch(self, g: torch.Generator, batch_size: int, keys: tuple, step: int, steps: int):
+        """(X_I, class index per feature cell) of a freshly augmented batch (step `step` of
+        the phase keyed `keys`); this process's slice of it under torchrun."""
+        images, target = self.images.draw(g, batch_size, keys, step, steps)
         images, target = dist.shard(images, target)
         self.domain.eval()
         with torch.no_grad():

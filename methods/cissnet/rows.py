@@ -166,7 +166,7 @@ def _fit_ciss(cfg: CissConfig, run, phase: str, task: Task, base_state: dict | N
     def step_fn(step: int) -> dict:
         snet.train()
         g = engine.generator(run.seed, phase, step)
-        x, target = source.batch(g, cfg.batch_size)
+        x, target = source.batch(g, cfg.batch_size, (run.seed, phase), step, cfg.steps)
         loss, stats = train_step(snet, cnet, x, target, cfg, g)
         opt.zero_grad(set_to_none=True)
         loss.backward()

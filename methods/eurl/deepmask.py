@@ -97,25 +97,25 @@ def _box_source(images: torch.Tensor, boxes: torch.Tensor, source: str) -> torch
 
 
 def _fit(cfg: DeepMaskConfig, data, run, model: nn.Module, source: str, phase: str) -> None:
-    train, val = data.load("train"), data.load("val")
+    train = data.feed("train")
+    val = data.load("val")
     opt = optim.build(cfg.optimizer, model.parameters(), cfg.lr, cfg.momentum,
                       cfg.weight_decay)
-    n = train["image"].shape[0]
     probe = slice(0, min(64, val["image"].shape[0]))
 
     def step_fn(step: int) -> dict:
         model.train()
         g = engine.generator(run.seed, phase, step)
-        idx = torch.randint(n, (cfg.batch_size,), generator=g)
-        images = _to_float(train["image"][idx])
-        boxes = _box_source(images, train["box"][idx], source)
+        batch = train.draw(g, cfg.batch_size, (run.seed, phase), step, cfg.steps)
+        images = _to_float(batch["image"])
+        boxes = _box_source(images, batch["box"], source)
         boxes = jitter_boxes(boxes, cfg.jitter if source == "gt" else 0.0, g)
         if torch.rand((), generator=g) < 0.5:   # horizontal flip of image, mask and box
-            images, masks = images.flip(-1), train["mask"][idx].flip(-1)
+            images, masks = images.flip(-1), batch["mask"].flip(-1)
             wdt = images.shape[-1]
             boxes = torch.stack([wdt - boxes[:, 2], boxes[:, 1], wdt - boxes[:, 0], boxes[:, 3]], 1)
         else:
-            masks = train["mask"][idx]
+            masks = batch["mask"]
         target = crop(masks[:, None].float(), boxes, cfg.crop_size)[:, 0]
         logits = model(crop(images, boxes, cfg.crop_size))[:, 0]
         loss = F.binary_cross_entropy_with_logits(logits, target)

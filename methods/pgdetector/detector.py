@@ -154,14 +154,14 @@ def _target(split: dict, i: int, lut: torch.Tensor) -> dict:
     return {"boxes": b[keep].float(), "labels": lut.to(labels.device)[labels]}
 
 
-def _batch(train: dict, n: int, g: torch.Generator, lut: torch.Tensor) -> tuple[list, list]:
-    """A random batch (with replacement) with random horizontal flips; `train["image"]`
-    is a stacked tensor or (images of varied sizes) a list of them."""
-    idx = torch.randint(len(train["image"]), (n,), generator=g).tolist()
+def _batch(batch: dict, g: torch.Generator, lut: torch.Tensor) -> tuple[list, list]:
+    """A drawn batch (`Feed.draw`) with random horizontal flips; its `image` is a stacked
+    tensor or (images of varied sizes) a list of them."""
+    n = len(batch["image"])
     flips = (torch.rand(n, generator=g) < 0.5).tolist()
     images, targets = [], []
-    for i, flip in zip(idx, flips, strict=True):
-        img, t = _image(train["image"][i]), _target(train, i, lut)
+    for i, flip in enumerate(flips):
+        img, t = _image(batch["image"][i]), _target(batch, i, lut)
         if flip:
             w = img.shape[-1]
             img = img.flip(-1)
@@ -253,6 +253,7 @@ def _pg_loss(model, images, targets, cfg, g) -> tuple[torch.Tensor, dict]:
 
 
 LOSSES = {"standard": _standard_loss, "ohem": _ohem_loss, "pg": _pg_loss}
+EVAL_CHUNK = 32   # val images decoded and detected at a time
 
 
 def _val_gt(data) -> dict:
@@ -273,20 +274,23 @@ def _soft(boxes, scores, labels, iou, method, sigma, iou_threshold):
     return soft_nms(boxes, scores, labels, method, sigma, iou_threshold)
 
 
-def coco_scores(model, val: dict, gt: dict, nms_cfg: dict, index=None) -> dict:
-    """COCO AP numbers (metric ids, fractions; -1s dropped) of `model` on val samples
-    `index` (default all) with the final NMS of `nms_cfg`."""
-    index = range(len(val["image"])) if index is None else index
-    index = list(index)
-    dets = detect(model, [_image(val["image"][i]) for i in index], _nms_fn(nms_cfg))
-    ids = [int(val["image_id"][i]) for i in index]
+def coco_scores(model, chunks, gt: dict, nms_cfg: dict) -> dict:
+    """COCO AP numbers (metric ids, fractions; -1s dropped) of `model` on the val samples
+    of `chunks` (`Staged.chunks`: dicts of `image` and `image_id`, a few at a time) with the
+    final NMS of `nms_cfg`."""
     cats = frcnn.class_ids(gt)   # detector class k -> the file's category id
-    dt = [{"image_id": iid, "category_id": cats[c - 1] if 0 < c <= len(cats) else c,
-           "score": float(s),
-           "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])]}
-          for iid, d in zip(ids, dets, strict=True)
-          for b, s, c in zip(d["boxes"].tolist(), d["scores"].tolist(), d["labels"].tolist(),
-                             strict=True)]
+    nms, dt, ids = _nms_fn(nms_cfg), [], []
+    for chunk in chunks:
+        images = [_image(x) for x in chunk["image"]]
+        dets = detect(model, images, nms, batch=len(images))
+        chunk_ids = [int(i) for i in chunk["image_id"]]
+        ids += chunk_ids
+        dt += [{"image_id": iid, "category_id": cats[c - 1] if 0 < c <= len(cats) else c,
+                "score": float(s),
+                "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])]}
+               for iid, d in zip(chunk_ids, dets, strict=True)
+               for b, s, c in zip(d["boxes"].tolist(), d["scores"].tolist(),
+                                  d["labels"].tolist(), strict=True)]
     res = coco_eval(gt, dt, "bbox", img_ids=ids)
     return {METRICS[k]: v for k, v in res.items() if v >= 0}
 
@@ -297,12 +301,12 @@ def _fit(cfg: PGDetectorConfig, data, run, model, phase: str, steps: int, lr: fl
     """Train `model` for `steps` with loss `loss` (`cfg.optimizer` at `lr`, 10x lower from
     `decay_at` of the phase on, and at each of `milestones`); `opt_state` continues a
     previous phase's optimizer. Returns the optimizer."""
-    train, val, gt = data.load("train"), data.load("val"), _val_gt(data)
+    train = data.feed("train")
+    gt = _val_gt(data)
     opt = optim.build(cfg.optimizer, model.parameters(), lr, cfg.momentum, cfg.weight_decay)
     lut = frcnn.class_lut(gt)
     if opt_state is not None:
         opt.load_state_dict(opt_state)
-    probe = range(min(32, len(val["image"])))
     loss_fn = LOSSES[loss]
 
     def step_fn(step: int) -> dict:
@@ -311,7 +315,8 @@ def _fit(cfg: PGDetectorConfig, data, run, model, phase: str, steps: int, lr: fl
         for group in opt.param_groups:
             group["lr"] = lr * 0.1**drops
         g = engine.generator(run.seed, phase, step)
-        images, targets = _batch(train, cfg.batch_size, g, lut)
+        batch = train.draw(g, cfg.batch_size, (run.seed, phase), step, steps)
+        images, targets = _batch(batch, g, lut)
         t0 = time.perf_counter()
         total, logs = loss_fn(model, images, targets, cfg, g)
         opt.zero_grad(set_to_none=True)
@@ -320,7 +325,8 @@ def _fit(cfg: PGDetectorConfig, data, run, model, phase: str, steps: int, lr: fl
         return {"loss": total.item(), **logs, "step_ms": 1000 * (time.perf_counter() - t0)}
 
     def eval_fn() -> dict:
-        return {"ap": coco_scores(model, val, gt, {"nms": "greedy"}, probe).get("ap", 0.0)}
+        probe = data.chunks("val", EVAL_CHUNK, stop=32)
+        return {"ap": coco_scores(model, probe, gt, {"nms": "greedy"}).get("ap", 0.0)}
 
     engine.fit(run, phase, {"model": model, "opt": opt}, steps, step_fn, eval_fn,
                cfg.eval_every or steps)
@@ -379,7 +385,7 @@ def load_model(ckpt: str | Path, frame: tuple[int, float], device="cpu"):
 def evaluate(ckpt: str, data) -> dict:
     """COCO AP, AP50, AP75, APs, APm, APl on the staged val split, with the row's NMS."""
     model, cfg = load_model(ckpt, _image_size(data), data.device)
-    return coco_scores(model, data.load("val"), _val_gt(data), cfg)
+    return coco_scores(model, data.chunks("val", EVAL_CHUNK), _val_gt(data), cfg)
 
 
 def figures(params, results: Path) -> list[tuple[Path, str]]:
