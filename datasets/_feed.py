@@ -17,8 +17,9 @@ samples' shapes differ) on the run's device:
   (checked on every step); a step out of sequence (a resumed or second phase) restarts
   the workers at that step. Only the batches in flight are in memory, never the split.
 
-Under torchrun every process draws the global batch (the loops take their slice with
-`rlcv.dist.shard`), as the cached path always did.
+Under torchrun every process makes the same draw of the global batch; with `shard=True`
+it gets (and its workers decode) only its own contiguous slice, as `rlcv.dist.shard`
+cuts it; without, the whole batch (the loop shards what it computes from it).
 """
 
 from __future__ import annotations
@@ -51,18 +52,20 @@ def keyed_indices(n: int, batch_size: int, g: torch.Generator) -> torch.Tensor:
 
 
 class KeyedBatches(Sampler):
-    """Batch sampler replaying the keyed draws of steps [start, stop) of one phase."""
+    """Batch sampler replaying the keyed draws of steps [start, stop) of one phase (this
+    process's slice of each when `shard`)."""
 
-    def __init__(self, n: int, batch_size: int, keys: tuple, start: int, stop: int):
+    def __init__(self, n: int, batch_size: int, keys: tuple, start: int, stop: int,
+                 shard: bool = False):
         self.n, self.batch_size, self.keys = n, batch_size, keys
-        self.start, self.stop = start, stop
+        self.start, self.stop, self.shard = start, stop, shard
 
     def __iter__(self):
-        from rlcv import engine
+        from rlcv import dist, engine
 
         for step in range(self.start, self.stop):
-            g = engine.generator(*self.keys, step)
-            yield keyed_indices(self.n, self.batch_size, g).tolist()
+            idx = keyed_indices(self.n, self.batch_size, engine.generator(*self.keys, step))
+            yield (dist.shard(idx) if self.shard else idx).tolist()
 
     def __len__(self) -> int:
         return self.stop - self.start
@@ -117,10 +120,13 @@ class Feed:
         return self.n
 
     def draw(self, g: torch.Generator, batch_size: int, keys: tuple, step: int,
-             steps: int) -> dict:
-        """Step `step`'s batch of `batch_size` samples; `g` is that step's keyed generator
-        (`engine.generator(*keys, step)`), not drawn from yet, and is left just after the
-        index draw, so the loop's later draws are what they were."""
+             steps: int, shard: bool = False) -> dict:
+        """Step `step`'s batch of `batch_size` samples (under torchrun with `shard`: only
+        this process's contiguous slice of it, `rlcv.dist.shard`); `g` is that step's keyed
+        generator (`engine.generator(*keys, step)`), not drawn from yet, and is left just
+        after the index draw, so the loop's later draws are what they were."""
+        from rlcv import dist
+
         keys = tuple(keys)
         if self.indexed:
             from rlcv import engine
@@ -129,19 +135,22 @@ class Feed:
                 raise RuntimeError(f"Feed.draw(step={step}): the generator is not the keyed "
                                    f"generator of {keys} at step {step} before any draw")
         idx = keyed_indices(self.n, batch_size, g)
+        if shard:
+            idx = dist.shard(idx)
         if not self.indexed:
             return take(self.fields, idx)
-        if self._next != (keys, batch_size, step, steps):
-            self._restart(keys, batch_size, step, steps)
+        if self._next != (keys, batch_size, step, steps, shard):
+            self._restart(keys, batch_size, step, steps, shard)
         got, batch = next(self._it)
-        self._next = (keys, batch_size, step + 1, steps)
+        self._next = (keys, batch_size, step + 1, steps, shard)
         if got != idx.tolist():   # cannot happen unless the sampler and the loop disagree
             raise RuntimeError(f"Feed out of step at {step}: prefetched {got}, drew {idx.tolist()}")
         return next(iter(self.staged.batches([batch])))
 
-    def _restart(self, keys: tuple, batch_size: int, step: int, steps: int) -> None:
+    def _restart(self, keys: tuple, batch_size: int, step: int, steps: int,
+                 shard: bool) -> None:
         self.close()
-        sampler = KeyedBatches(self.n, batch_size, keys, step, max(steps, step + 1))
+        sampler = KeyedBatches(self.n, batch_size, keys, step, max(steps, step + 1), shard)
         loader = DataLoader(_WithIndex(self.dataset), batch_sampler=sampler,
                             num_workers=self.workers, collate_fn=_collate_with_index,
                             pin_memory=torch.cuda.is_available())

@@ -131,3 +131,29 @@ def test_chunks_are_the_split_in_order_both_ways(staged):
             images = [x for p in parts for x in p["image"]]
             assert all(torch.equal(a, b) for a, b in zip(images, whole["image"][:want],
                                                          strict=True))
+
+
+@pytest.mark.parametrize("kind", ["cached", "indexed"])
+def test_sharded_draws_are_slices_of_the_global_batch(staged, kind, monkeypatch):
+    from rlcv import dist
+
+    keys, n = (1, "base"), 4
+    feed = Staged(staged / kind / "detection").feed("train", workers=0)
+    whole = feed.draw(engine.generator(*keys, 0), n, keys, 0, 2)
+    parts = []
+    for rank in (0, 1):   # two processes of a torchrun, one after the other
+        monkeypatch.setattr(dist, "world_size", lambda: 2)
+        monkeypatch.setattr(dist, "rank", lambda r=rank: r)
+        g = engine.generator(*keys, 0)
+        parts.append(feed.draw(g, n, keys, 0, 2, shard=True))
+        assert torch.equal(torch.rand(3, generator=g),   # g left after the global draw
+                           torch.rand(3, generator=_after_draw(keys, len(feed), n)))
+    ids = [int(i) for p in parts for i in p["image_id"]]
+    assert [len(p["image"]) for p in parts] == [2, 2]
+    assert ids == [int(i) for i in whole["image_id"]]
+
+
+def _after_draw(keys, size, n):
+    g = engine.generator(*keys, 0)
+    torch.randint(size, (n,), generator=g)
+    return g

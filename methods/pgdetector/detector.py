@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torchvision.models.detection.roi_heads import fastrcnn_loss
 
 import rlcv.models.detector as frcnn
-from rlcv import engine, optim
+from rlcv import dist, engine, optim
 from rlcv.metrics import coco_eval
 from rlcv.models.detector import build_detector, decode_candidates, detect, greedy_nms, roi_outputs
 from rlcv.models.nms import ohem_select, soft_nms
@@ -154,11 +154,15 @@ def _target(split: dict, i: int, lut: torch.Tensor) -> dict:
     return {"boxes": b[keep].float(), "labels": lut.to(labels.device)[labels]}
 
 
-def _batch(batch: dict, g: torch.Generator, lut: torch.Tensor) -> tuple[list, list]:
+def _batch(batch: dict, g: torch.Generator, lut: torch.Tensor,
+           batch_size: int | None = None) -> tuple[list, list]:
     """A drawn batch (`Feed.draw`) with random horizontal flips; its `image` is a stacked
-    tensor or (images of varied sizes) a list of them."""
-    n = len(batch["image"])
-    flips = (torch.rand(n, generator=g) < 0.5).tolist()
+    tensor or (images of varied sizes) a list of them. `batch` may be this process's slice
+    of a global batch of `batch_size` (flips are drawn for all of it, then sliced)."""
+    flips = torch.rand(batch_size or len(batch["image"]), generator=g) < 0.5
+    if batch_size is not None:
+        flips = dist.shard(flips)
+    flips = flips.tolist()
     images, targets = [], []
     for i, flip in enumerate(flips):
         img, t = _image(batch["image"][i]), _target(batch, i, lut)
@@ -315,8 +319,8 @@ def _fit(cfg: PGDetectorConfig, data, run, model, phase: str, steps: int, lr: fl
         for group in opt.param_groups:
             group["lr"] = lr * 0.1**drops
         g = engine.generator(run.seed, phase, step)
-        batch = train.draw(g, cfg.batch_size, (run.seed, phase), step, steps)
-        images, targets = _batch(batch, g, lut)
+        batch = train.draw(g, cfg.batch_size, (run.seed, phase), step, steps, shard=True)
+        images, targets = _batch(batch, g, lut, cfg.batch_size)   # this process's part
         t0 = time.perf_counter()
         total, logs = loss_fn(model, images, targets, cfg, g)
         opt.zero_grad(set_to_none=True)
