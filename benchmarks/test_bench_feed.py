@@ -17,7 +17,7 @@ from benchmarks._timing import best_time
 from benchmarks.test_bench_loader_coco import staged  # noqa: F401 (the 800-px index fixture)
 from rlcv import engine
 
-STEPS, BATCH, STEP_S = 6, 2, 0.15
+STEPS, BATCH, STEP_S = 16, 2, 0.15
 KEYS = (0, "bench")
 
 

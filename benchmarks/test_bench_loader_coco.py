@@ -43,7 +43,7 @@ def staged(tmp_path_factory):
     doc = {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "a"}]}
     (root / "annotations" / "instances_val2017.json").write_text(json.dumps(doc))
     coco.stage(root, root.parent / "staged", CFG)
-    return root, Staged(root.parent / "staged" / "single")
+    return root, Staged(root.parent / "staged" / "detection")   # val2017 as staged, 800 px
 
 
 def _decode(root) -> None:
