@@ -29,6 +29,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torchvision.ops import batched_nms, box_iou
 
+from datasets._feed import keyed_indices, take
 from methods.pgdetector import detector as P
 from rlcv import engine
 from rlcv.models import detector as frcnn
@@ -81,6 +82,12 @@ def _train_split(size: int) -> dict:
     return _scenes(64, size, torch.Generator().manual_seed(0))
 
 
+def _drawn(train: dict, n: int, g: torch.Generator, lut: torch.Tensor):
+    """A training batch as `Feed.draw` + `_batch` make it from an in-memory split."""
+    idx = keyed_indices(len(train["image"]), n, g)
+    return P._batch(take(train, idx), g, lut)
+
+
 class _CpuClock:
     """Stands in for `time` in methods.pgdetector.detector so its `reward_ms` is CPU time."""
 
@@ -99,7 +106,7 @@ def test_bench_reward_share_of_a_training_iteration(benchmark, monkeypatch) -> N
     model.train()
     for step in range(40):   # past the untrained state, where every score is ~1/7
         g = engine.generator(0, "warm", step)
-        loss, _ = P._standard_loss(model, *P._batch(train, cfg.batch_size, g, lut), cfg, g)
+        loss, _ = P._standard_loss(model, *_drawn(train, cfg.batch_size, g, lut), cfg, g)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -111,7 +118,7 @@ def test_bench_reward_share_of_a_training_iteration(benchmark, monkeypatch) -> N
         for i in range(12):
             g = engine.generator(0, "pg", i)
             t0 = clock()
-            loss, logs = P._pg_loss(model, *P._batch(train, cfg.batch_size, g, lut), cfg, g)
+            loss, logs = P._pg_loss(model, *_drawn(train, cfg.batch_size, g, lut), cfg, g)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -128,7 +135,7 @@ def test_bench_reward_share_of_a_training_iteration(benchmark, monkeypatch) -> N
               f"{100 * shares[name]:.1f}%")
     monkeypatch.undo()
     g = engine.generator(0, "bench")
-    benchmark.pedantic(lambda: P._pg_loss(model, *P._batch(train, cfg.batch_size, g, lut), cfg, g),
+    benchmark.pedantic(lambda: P._pg_loss(model, *_drawn(train, cfg.batch_size, g, lut), cfg, g),
                        rounds=3, iterations=1)
     assert shares["cpu"] < 0.2, f"the reward takes {100 * shares['cpu']:.1f}% of an iteration"
 
