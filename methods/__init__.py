@@ -11,8 +11,9 @@ from __future__ import annotations
 from rlcv.errors import unknown_name
 from rlcv.registry import Row
 
-_PAPER_CODE = ("rlcv/models/pretrained.py", "rlcv/models/paper_backbones.py", "rlcv/optim.py")
-"""The paper profile's pretrained weights, backbones and optimizers (issue 17)."""
+_PAPER_CODE = ("rlcv/models/pretrained.py", "rlcv/models/paper_backbones.py")
+"""The paper profile's pretrained weights and backbones (issue 17); the optimizers
+(rlcv/optim.py) are every row's, in rlcv.pipeline.SHARED_CODE."""
 
 _EURL_CODE = ("methods/eurl/regress.py", "methods/eurl/deepmask.py", "methods/eurl/matched.py",
               "methods/eurl/holdout.py",

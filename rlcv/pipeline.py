@@ -38,10 +38,11 @@ HEADER = (
 )
 
 
-SHARED_CODE = ("rlcv/engine.py", "rlcv/dist.py", "rlcv/metrics", "datasets/_common.py",
-               "datasets/_index.py", "datasets/_feed.py")
+SHARED_CODE = ("rlcv/engine.py", "rlcv/dist.py", "rlcv/optim.py", "rlcv/metrics",
+               "datasets/_common.py", "datasets/_index.py", "datasets/_feed.py")
 """What every train stage depends on besides its row's code: the training loop, the
-metric library (evaluation during training, rewards) and the staged-data reader."""
+optimizers, the metric library (evaluation during training, rewards) and the
+staged-data reader."""
 
 
 def _dataset_code(name: str) -> list[str]:

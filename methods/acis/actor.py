@@ -35,7 +35,7 @@ from methods.acis.train import (
     rollout,
     sample_batch,
 )
-from rlcv import engine
+from rlcv import engine, optim
 from rlcv.models.acis import Actor, Critic, MaskDecoder, kl_normal
 from rlcv.rl.potential import assignment, discounted_returns, rewards, score_matrix
 
@@ -124,11 +124,11 @@ def fit_actor(run, phase: str, data: Prepared, actor: Actor, decoder: MaskDecode
     learns."""
     decoder.requires_grad_(False)   # fixed decoder (Sec. 5.3): only the encoder learns
     decoder.eval()
-    opt = torch.optim.Adam(actor.parameters(), lr=cfg.lr)
+    opt = optim.adam(actor.parameters(), cfg.lr)
     objects = {"actor": actor, "opt": opt}
     if mode == "ac":
         critic = critic if critic is not None else Critic(data.hw, width).to(run.device)
-        copt = torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr)
+        copt = optim.adam(critic.parameters(), cfg.critic_lr)
         objects.update(critic=critic, critic_opt=copt)
     elif mode not in ("bl", "bl-trunc"):
         raise ValueError(f"unknown training mode {mode!r}")

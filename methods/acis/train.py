@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from rlcv import engine
+from rlcv import engine, optim
 from rlcv.models.acis import (
     AUX,
     Actor,
@@ -88,7 +88,7 @@ def fit_preproc(run, phase: str, data: Prepared, width: int, steps: int, batch: 
                 lr: float) -> MaskNet:
     """Train the standalone pre-processing network (Sec. 5.2) and return it."""
     net = MaskNet(width, in_ch=3, out_ch=AUX).to(run.device)
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    opt = optim.adam(net.parameters(), lr)
     fg_all, bins_all = angle_targets(data.inst)
 
     def step_fn(step: int) -> dict:
@@ -119,7 +119,7 @@ def fit_cvae(run, phase: str, data: Prepared, latent: int, width: int, pyramid: 
     `pos_weight`) + KL to N(0, I); returns the decoder."""
     enc = MaskEncoder(data.hw, latent, width).to(run.device)
     dec = MaskDecoder(data.hw, latent, width, pyramid).to(run.device)
-    opt = torch.optim.Adam([*enc.parameters(), *dec.parameters()], lr=lr)
+    opt = optim.adam([*enc.parameters(), *dec.parameters()], lr)
     has = data.count > 0
     pool = torch.nonzero(has)[:, 0]
 

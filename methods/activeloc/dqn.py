@@ -39,7 +39,7 @@ from methods.eurl.regress import (
     mask_score,
     regress,
 )
-from rlcv import engine
+from rlcv import engine, optim
 from rlcv.models.agent_nets import QNet
 from rlcv.models.crops import full_boxes
 from rlcv.rl.actor_critic import upgrade_environment
@@ -161,7 +161,7 @@ def train_dqn(cfg: DQNConfig, data, run) -> str:
                 cfg.hidden, cfg.backbone, cfg.weights).to(run.device)
     agent = DQNAgent(qnet, cfg.lr, cfg.gamma, cfg.replay_batch, cfg.target_every)
     memory = ReplayMemory(cfg.replay, cfg.history)
-    recog_opt = torch.optim.Adam(dm.parameters(), lr=cfg.recog_lr) if cfg.upgrade else None
+    recog_opt = optim.adam(dm.parameters(), cfg.recog_lr) if cfg.upgrade else None
     images = as_float(train["image"])
     starts = _starts(c, train["image"], reg, size)
     probe = slice(0, min(cfg.eval_images, val["image"].shape[0]))

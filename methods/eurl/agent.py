@@ -37,7 +37,7 @@ from methods.eurl.regress import (
     mask_score,
     regress,
 )
-from rlcv import engine
+from rlcv import engine, optim
 from rlcv.metrics import mask_iou
 from rlcv.models.agent_nets import PolicyValueNet
 from rlcv.models.crops import full_boxes
@@ -156,7 +156,7 @@ def train_agent(cfg: AgentConfig, data, run) -> str:
     net = PolicyValueNet(env.obs_channels, env.n_actions, cfg.width, cfg.hidden,
                          cfg.backbone, cfg.weights).to(run.device)
     agent = TDActorCritic(net, cfg.lr, cfg.gamma, cfg.entropy, cfg.value_coef)
-    recog_opt = torch.optim.Adam(dm.parameters(), lr=cfg.recog_lr)
+    recog_opt = optim.adam(dm.parameters(), cfg.recog_lr)
     images = as_float(train["image"])
     val_images = as_float(val["image"][probe])
     val_targets = {"mask": val["mask"][probe], "box": val["box"][probe]}

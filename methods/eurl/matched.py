@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 
 from methods.eurl.deepmask import jitter_boxes
-from rlcv import engine
+from rlcv import engine, optim
 from rlcv.models.crops import crop
 from rlcv.rl.actor_critic import upgrade_environment
 
@@ -68,7 +68,7 @@ def fit_matched(run, recognizer, budget: dict, starts: torch.Tensor, jitter: flo
     "matched", generator stream "agent"; from the indices `pool` when given, as the pose
     agent draws its trained people); `batch_fn(idx) -> (images, targets)` gives the
     images the boxes are in and the targets of the drawn starts `idx`."""
-    opt = torch.optim.Adam(recognizer.net.parameters(), lr=budget["lr"])
+    opt = optim.adam(recognizer.net.parameters(), budget["lr"])
     n = starts.shape[0] if pool is None else pool.shape[0]
 
     def step_fn(step: int) -> dict:

@@ -56,7 +56,7 @@ from methods.eurl.pose_data import (
     split_holdout,
     upsample_heatmaps,
 )
-from rlcv import engine
+from rlcv import engine, optim
 from rlcv.models.agent_nets import PolicyValueNet
 from rlcv.models.crops import crop
 from rlcv.models.hourglass import heatmap_mse, last
@@ -289,7 +289,7 @@ def _fit_variant(c: dict, run, sh: dict, phase: str) -> dict:
         policy = PolicyValueNet(env.obs_channels, env.n_actions, c["width"], c["hidden"],
                                 c["backbone"], c["weights"]).to(run.device)
     agent = TDActorCritic(policy, c["lr"], c["gamma"], c["entropy"])
-    recog_opt = torch.optim.Adam(net.parameters(), lr=c["recog_lr"])
+    recog_opt = optim.adam(net.parameters(), c["recog_lr"])
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
         agent.opt, mode="max", factor=0.2, patience=max(c["plateau_patience"], 1))
     trained, held = split_holdout(tp)   # the plateau is measured on `held`, never trained on

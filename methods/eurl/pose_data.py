@@ -26,7 +26,7 @@ from torchvision.ops import box_iou
 
 from methods.eurl.deepmask import jitter_boxes
 from methods.eurl.holdout import HOLDOUT, split_holdout  # noqa: F401 (re-exported)
-from rlcv import engine
+from rlcv import engine, optim
 from rlcv.metrics import mpii_multi_person_ap, pckh
 from rlcv.models.crops import crop
 from rlcv.models.detector import build_detector, detect
@@ -184,7 +184,7 @@ def fit_pose(run, phase: str, net: StackedHourglass, arch: dict, data, kind: str
     sl = trained[:probe]
     tprobe = {k: v[sl] for k, v in tp.items()}
     hprobe = {k: v[held] for k, v in tp.items()}
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    opt = optim.adam(net.parameters(), lr)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.2,
                                                        patience=max(patience, 1))
     n = trained.shape[0]
@@ -257,7 +257,7 @@ def fit_detector(run, phase: str, model, data, steps: int, batch_size: int, lr: 
     """Train the person detector with torchvision's Faster R-CNN losses (flip augmented)."""
     train = data.load("train")
     images = as_float(train["image"])
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = optim.adam(model.parameters(), lr)
     n = images.shape[0]
 
     def step_fn(step: int) -> dict:

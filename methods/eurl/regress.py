@@ -27,7 +27,7 @@ from torch import nn
 
 from methods.eurl.deepmask import predict_masks
 from methods.eurl.matched import MatchedConfig, agent_config, fit_matched, upgrade_budget
-from rlcv import engine
+from rlcv import engine, optim
 from rlcv.metrics import mask_iou
 from rlcv.models.boxnets import BoxRegressor, decode, encode, stn_crop
 from rlcv.models.crops import crop, paste
@@ -185,7 +185,7 @@ def train_regressor(cfg: RegressorConfig, data, run) -> str:
     """Regress the object's box from the whole image (smooth L1 on centre and size)."""
     train, val = data.load("train"), data.load("val")
     net = BoxRegressor(cfg.width).to(run.device)
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    opt = optim.adam(net.parameters(), cfg.lr)
     n, (h, w) = train["image"].shape[0], train["image"].shape[-2:]
     probe = slice(0, min(64, val["image"].shape[0]))
 
@@ -272,7 +272,7 @@ def train_stn(cfg: STNConfig, data, run) -> str:
     chain = load_chain(run)
     reg, size, dm, crop_size = chain_nets(chain, run.device)
     params = [*reg.parameters(), *dm.parameters()]
-    opt = torch.optim.Adam(params, lr=cfg.lr)
+    opt = optim.adam(params, cfg.lr)
     n = train["image"].shape[0]
     probe = slice(0, min(64, val["image"].shape[0]))
 

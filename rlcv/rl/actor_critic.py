@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rlcv import optim
 from rlcv.rl.boxenv import TERMINATE, BoxEnv, Recognizer, run_policy
 
 
@@ -45,7 +46,7 @@ class TDActorCritic:
                  value_coef: float = 1.0, grad_clip: float = 1.0):
         self.net, self.gamma, self.entropy = net, gamma, entropy
         self.value_coef, self.grad_clip = value_coef, grad_clip
-        self.opt = torch.optim.Adam(net.parameters(), lr=lr)
+        self.opt = optim.adam(net.parameters(), lr)
 
     def loss(self, logits: torch.Tensor, values: torch.Tensor, actions: torch.Tensor,
              rewards: torch.Tensor, next_values: torch.Tensor,

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rlcv import optim
 from rlcv.rl.boxenv import TERMINATE, BoxEnv, onehot_history, run_policy
 
 
@@ -79,7 +80,7 @@ class DQNAgent:
         self.q, self.target = qnet, copy.deepcopy(qnet).eval()
         self.gamma, self.batch_size, self.target_every = gamma, batch_size, target_every
         self.grad_clip = grad_clip
-        self.opt = torch.optim.Adam(qnet.parameters(), lr=lr)
+        self.opt = optim.adam(qnet.parameters(), lr)
         self.updates = 0
 
     def state_dict(self) -> dict:
