@@ -365,3 +365,39 @@ def test_float_noise_never_turns_a_verdict_into_its_opposite():
                     for x in (g, noisy)}
             flips += pair == {"holds", "does not hold"}
         assert (flips > 0) == flips_allowed   # without the dead zone verdicts do flip
+
+
+def _histories(n_rows: int, steps: int = 40) -> dict:
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    return {f"row{r}": {s: pd.DataFrame({"phase": ["train"] * steps, "step": range(steps),
+                                         "loss": rng.random(steps), "eval_x": rng.random(steps)})
+                        for s in range(3)} for r in range(n_rows)}
+
+
+def test_curves_drawn_in_worker_processes_are_the_same_bytes(tmp_path):
+    from rlcv.report import plots
+
+    hists = _histories(3)
+    files = {}
+    for workers in (1, 2):
+        jobs = [(row, h, tmp_path / f"w{workers}" / f"curves-{row}.png", "curves")
+                for row, h in hists.items()]
+        plots.start_curves(jobs, workers)()
+        files[workers] = {p.name: p.read_bytes() for p in (tmp_path / f"w{workers}").iterdir()}
+    assert len(files[2]) == 3 and files[2] == files[1]
+
+
+def test_a_curve_that_fails_in_a_worker_fails_the_wait(tmp_path):
+    import pandas as pd
+
+    from rlcv.report import plots
+
+    hists = _histories(2)
+    bad = {0: pd.DataFrame({"phase": ["train"], "step": [0], "loss": [1.0]})}
+    jobs = [(row, h, tmp_path / f"{row}.png", "c") for row, h in hists.items()]
+    jobs.append(("bad", bad, tmp_path / "no-such-dir" / "\0bad.png", "c"))
+    wait = plots.start_curves(jobs, 2)
+    with pytest.raises(ValueError):
+        wait()

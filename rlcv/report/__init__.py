@@ -188,13 +188,21 @@ def _render(params, stage: Path, specs, values, hists, provenance) -> list[str]:
         index_tables.append((tid, spec, ran, len(cells), keyed, no_dataset))
     plot_dir = stage / "plots"
     index_plots = []
-    for row, by_seed in sorted(hists.items()):
-        path = plot_dir / f"curves-{row}.png"
-        plots.training_curves(row, by_seed, path, f"training curves ({provenance['data']} data)")
+    from rlcv.engine import usable_cores
+
+    label = f"training curves ({provenance['data']} data)"
+    jobs = [(row, by_seed, plot_dir / f"curves-{row}.png", label)
+            for row, by_seed in sorted(hists.items())]
+    wait = plots.start_curves(jobs, usable_cores())
+    try:
+        family = _family_figures(params, stage)  # drawn here while the curves are drawn
+    finally:
+        wait()
+    for row, _, path, _ in jobs:
         if path.exists():
             written.append(path)
             index_plots.append((path, f"training curves of {row} (all seeds)"))
-    for path, what in _family_figures(params, stage):
+    for path, what in family:
         written.append(path)
         index_plots.append((path, what))
     for path in _contact_sheets(params, plot_dir):
