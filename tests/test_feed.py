@@ -114,7 +114,26 @@ def test_the_detector_trains_on_an_index_without_loading_its_train_split(staged,
     assert [r["eval_ap"] for r in run.history if "eval_ap" in r]   # probe AP, first val images
     scores = P.evaluate(str(ckpt), data)
     assert scores and all(0 <= v <= 1 for v in scores.values())
-    assert loaded == []   # neither split was ever held whole: batches and chunks only
+    # the report's figure (Fig. 3) counts objects from the index records, decodes 4 images
+    from types import SimpleNamespace
+
+    from methods.pgdetector import plots
+
+    work = tmp_path / "report"
+    (work / "data/staged/coco").mkdir(parents=True)
+    (work / "data/staged/coco/detection").symlink_to(staged / "indexed" / "detection")
+    for row, _ in plots.FIGURE_ROWS:
+        (work / "runs" / f"{row}-0").mkdir(parents=True)
+        for f in (ckpt, ckpt.with_name(ckpt.name + ".sha256")):
+            (work / "runs" / f"{row}-0" / f.name).write_bytes(f.read_bytes())
+    decoded = []
+    real_load = coco.load_sample
+    monkeypatch.setattr(coco, "load_sample", lambda *a: decoded.append(1) or real_load(*a))
+    monkeypatch.chdir(work)
+    params = SimpleNamespace(seeds=[0], synthetic=True, profile="ci")
+    ((png, _),) = plots.detection_figure(params, work / "results")
+    assert png.read_bytes()[:4] == b"\x89PNG" and len(decoded) == min(4, len(data.dataset("val")))
+    assert loaded == []   # neither split was ever held whole: batches, chunks, 4 samples
 
 
 def test_chunks_are_the_split_in_order_both_ways(staged):
