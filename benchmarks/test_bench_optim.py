@@ -6,8 +6,8 @@ forward, heatmap loss, backward and Adam's step, on one thread. Benchmarked: the
 with `rlcv.optim.adam` (foreach); reference, in the same run: the same step with
 `torch.optim.Adam(foreach=False)`, the code before. Both compute the same bits
 (tests/test_optim.py). Printed: the whole training step and the optimizer step alone;
-asserted: the whole step is not slower (ratio <= 1.0); measured here 0.88-0.91 for the
-training step and ~0.5 for the optimizer step alone."""
+asserted: the whole step is not slower (ratio <= 1.0); measured here 0.88-0.92 for the
+training step and 0.5-0.65 for the optimizer step alone."""
 
 from __future__ import annotations
 
