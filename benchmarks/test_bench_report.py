@@ -7,11 +7,10 @@ more cores the workers take at most 0.8x the time (measured here ~0.55 on 2 core
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pandas as pd
 import pytest
+from _timing import best_time
 
 from rlcv.engine import usable_cores
 from rlcv.report import plots
@@ -38,17 +37,9 @@ def test_bench_report_curves_in_workers(benchmark, histories, tmp_path):
     benchmark.pedantic(_draw, args=(histories, tmp_path / "ours", cores), rounds=2,
                        iterations=1, warmup_rounds=1)
     stats = getattr(benchmark, "stats", None)
-    t_ref = float("inf")
-    for _ in range(2):
-        t0 = time.perf_counter()
-        _draw(histories, tmp_path / "ref", 1)
-        t_ref = min(t_ref, time.perf_counter() - t0)
-    if stats is not None:
-        t_ours = stats.stats.min
-    else:                                                           # --benchmark-disable
-        t0 = time.perf_counter()
-        _draw(histories, tmp_path / "ours", cores)
-        t_ours = time.perf_counter() - t0
+    t_ref = best_time(_draw, 2, histories, tmp_path / "ref", 1)
+    t_ours = (stats.stats.min if stats is not None                  # --benchmark-disable: None
+              else best_time(_draw, 1, histories, tmp_path / "ours", cores))
     ratio = t_ours / t_ref
     benchmark.extra_info.update(ratio=round(ratio, 3), cores=cores, rows=ROWS)
     print(f"\nreport curves of {ROWS} rows: {t_ours:.2f} s in {cores} workers, {t_ref:.2f} s "

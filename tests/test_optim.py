@@ -14,7 +14,7 @@ from rlcv import optim
 from rlcv.models.hourglass import StackedHourglass
 
 
-def _train(net: nn.Module, make, steps: int = 12) -> list[torch.Tensor]:
+def _train(net: nn.Module, make, steps: int = 30) -> list[torch.Tensor]:
     net = copy.deepcopy(net)
     opt = make(net.parameters())
     x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
