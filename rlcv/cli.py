@@ -108,6 +108,12 @@ def _staged(row, params: P.Params, device=None):
     return data
 
 
+def _share_gpu(params: P.Params) -> bool:
+    """Whether a row's seeds may share one GPU in parallel processes (rlcv.workers.jobs):
+    on the small profiles; the paper profile's models fill the device."""
+    return params.profile != "paper"
+
+
 def _check_seeds(seeds: list[int]) -> None:
     dup = sorted({s for s in seeds if seeds.count(s) > 1})
     if dup:
@@ -172,7 +178,7 @@ def cmd_train(args) -> None:
         for seed in args.seed:
             train(seed)
     else:
-        workers.for_each_seed(args.seed, train)
+        workers.for_each_seed(args.seed, train, share_gpu=_share_gpu(params))
 
 
 def _inputs(row, seed: int) -> dict[str, Path]:
@@ -243,7 +249,8 @@ def cmd_evaluate(args) -> None:
     engine.set_threads()
     _staged(row, params)
     assert callable(row.evaluate)
-    workers.for_each_seed(args.seed, lambda seed: _evaluate_seed(params, row, seed))
+    workers.for_each_seed(args.seed, lambda seed: _evaluate_seed(params, row, seed),
+                          share_gpu=_share_gpu(params))
 
 
 def _evaluate_seed(params: P.Params, row, seed: int) -> None:
@@ -420,6 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     SIGTERM (what schedulers and CI runners send) is handled like Ctrl-C: temporary
     files are removed and seed workers stopped, exit code 130."""
     args = build_parser().parse_args(argv)
+    workers.fork_safe_cuda()   # no CUDA in this process before the seed workers fork
     try:
         before = signal.signal(signal.SIGTERM, _interrupt)
     except ValueError:   # not the main thread: leave signals alone

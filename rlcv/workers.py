@@ -3,8 +3,8 @@
 Every CPU-profile model is small, and a second torch thread on one process gains little
 (measured 1.0-1.5x) while two single-threaded processes on the two cores of this machine
 give ~1.8x. So the seeds of a row run in `RLCV_JOBS` forked processes at once (default:
-up to three times the usable cores divided by RLCV_THREADS, and 1 when a GPU is present, where
-the seeds would share its memory). Single-threaded workers share a core without the
+up to three times the usable cores divided by RLCV_THREADS on the CPU; see `jobs` for a
+GPU). Single-threaded workers share a core without the
 spin-waits of a thread pool: three seeds on two cores all at once took 17.8 s where two
 then one took 22.9 s (regress-dqn-deepmask, smoke). Each seed is seeded afresh in its own
 process, so its result does not depend on which seeds ran beside it or in what order.
@@ -42,22 +42,52 @@ class WorkerFailed(RlcvError):
         self.reported = code > 0   # a worker that exited printed its own message
 
 
-def jobs(n_seeds: int) -> int:
-    """How many seeds run at once: RLCV_JOBS, else 3 x cores // RLCV_THREADS (1 on a GPU)."""
+def jobs(n_seeds: int, share_gpu: bool = True) -> int:
+    """How many seeds run at once: RLCV_JOBS, else on the CPU 3 x cores // RLCV_THREADS.
+
+    On a GPU (RLCV_DEVICE=cuda[:N], or CUDA present and RLCV_DEVICE unset) every seed of
+    a row gets its own process on the same device, up to one per usable core, when
+    `share_gpu` (the small profiles: a smoke model leaves an H200 mostly idle, and one
+    process launches its kernels one after another; dqn-localizer took 29.5 s for one
+    seed). `share_gpu=False` (the paper profile, whose models fill the device) runs
+    them one after another. The check does not initialise CUDA in this process
+    (`fork_safe_cuda`), so the forked workers can."""
     raw = os.environ.get("RLCV_JOBS")
     if raw is not None:
         if not raw.isdigit() or int(raw) < 1:
             raise ParamsError(f"RLCV_JOBS must be a positive integer, got {raw!r}")
         return max(1, min(n_seeds, int(raw)))
-    import torch
-
-    if torch.cuda.is_available():
-        return 1
     from rlcv.engine import usable_cores
 
+    if on_gpu():
+        return max(1, min(n_seeds, usable_cores())) if share_gpu else 1
     threads = os.environ.get("RLCV_THREADS", "1")
     per = int(threads) if threads.isdigit() and int(threads) > 0 else 1
     return max(1, min(n_seeds, OVERSUBSCRIBE * usable_cores() // per))
+
+
+def fork_safe_cuda() -> None:
+    """Make torch answer "is CUDA here?" from NVML, without initialising CUDA.
+
+    torch's default `torch.cuda.is_available()` calls cudaGetDeviceCount, which
+    initialises the CUDA driver in the calling process, and a process forked after that
+    cannot use CUDA. With PYTORCH_NVML_BASED_CUDA_CHECK=1 (torch's documented switch)
+    the check asks NVML instead, so the parent of the seed workers stays CUDA-free and
+    each worker initialises its own context. `rlcv` sets it before any check; a value
+    the user set is kept."""
+    os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+
+
+def on_gpu() -> bool:
+    """Whether the rows run on CUDA: RLCV_DEVICE names it, or it is unset and CUDA is
+    present (the rule of `rlcv.engine.device`), checked without initialising CUDA."""
+    raw = os.environ.get("RLCV_DEVICE", "").strip()
+    if raw:
+        return raw.startswith("cuda")
+    import torch
+
+    fork_safe_cuda()
+    return torch.cuda.is_available()
 
 
 OVERSUBSCRIBE = 3
@@ -102,10 +132,11 @@ def _worker(fn: Callable[[int], None], seed: int, parent: int) -> None:
     sys.stdout.flush()
 
 
-def for_each_seed(seeds: Sequence[int], fn: Callable[[int], None]) -> None:
+def for_each_seed(seeds: Sequence[int], fn: Callable[[int], None],
+                  share_gpu: bool = True) -> None:
     """fn(seed) for every seed: in this process when one job runs at a time, else in
     forked workers, at most `jobs()` at once. Raises WorkerFailed on the first failure."""
-    n = jobs(len(seeds))
+    n = jobs(len(seeds), share_gpu)
     if n == 1 or "fork" not in mp.get_all_start_methods():
         for seed in seeds:
             fn(seed)

@@ -69,3 +69,43 @@ def test_jobs_follow_rlcv_jobs_and_the_thread_count(monkeypatch):
         monkeypatch.setenv("RLCV_JOBS", bad)
         with pytest.raises(ParamsError, match="RLCV_JOBS"):
             jobs(3)
+
+
+@pytest.fixture
+def gpu_machine(monkeypatch):
+    """A machine where NVML sees one GPU and asking the CUDA runtime would initialise it
+    in this process (after which forked workers cannot use CUDA): that call fails here."""
+    import torch
+
+    def initialises_cuda():
+        raise AssertionError("cudaGetDeviceCount called: CUDA initialised before the fork")
+
+    monkeypatch.setenv("PYTORCH_NVML_BASED_CUDA_CHECK", "unset below")
+    monkeypatch.delenv("PYTORCH_NVML_BASED_CUDA_CHECK")
+    monkeypatch.delenv("RLCV_JOBS", raising=False)
+    monkeypatch.delenv("RLCV_DEVICE", raising=False)
+    monkeypatch.setenv("RLCV_THREADS", "1")
+    monkeypatch.setattr(torch.cuda, "_is_compiled", lambda: True)
+    monkeypatch.setattr(torch.cuda, "_device_count_nvml", lambda: 1)
+    monkeypatch.setattr(torch._C, "_cuda_getDeviceCount", initialises_cuda)
+    monkeypatch.setattr("rlcv.engine.usable_cores", lambda: 16)
+
+
+def test_seeds_share_one_gpu_without_initialising_cuda_before_the_fork(gpu_machine):
+    assert jobs(5) == 5   # every seed in its own process on the one device
+    assert jobs(5, share_gpu=False) == 1   # the paper profile: one seed at a time
+    assert os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] == "1"
+
+
+def test_the_device_check_of_rlcv_leaves_cuda_to_the_workers(gpu_machine):
+    from rlcv import cli, engine
+
+    assert cli.main(["train", "no-such-row"]) == 2   # the command set the switch first
+    assert engine.device().type == "cuda"
+
+
+def test_the_device_setting_decides_between_the_cpu_and_the_gpu_rule(gpu_machine, monkeypatch):
+    monkeypatch.setenv("RLCV_DEVICE", "cpu")   # a GPU machine told to use its CPU
+    assert jobs(5) == 5 and jobs(99) == 48
+    monkeypatch.setenv("RLCV_DEVICE", "cuda:0")
+    assert jobs(99) == 16 and jobs(99, share_gpu=False) == 1
