@@ -1,15 +1,18 @@
 """`make gpu-check`: the fast tests and the whole smoke pipeline on a GPU, on record.
 
-Runs `pytest -m "not slow"`, then every row of params.yaml (profile and seeds as
+Runs `pytest -m "not slow"` and every row of params.yaml (profile and seeds as
 configured, or `--profile` / `--seeds`) in a scratch copy of the repository with
-`RLCV_DEVICE` set: synth and stage each dataset, then `rlcv train` and `rlcv evaluate`
-each row with all its seeds, timing each command. Writes, under `--out`
-(default `results/gpu/`):
+`RLCV_DEVICE` set: synth and stage each dataset, `rlcv train` and `rlcv evaluate` each
+row with all its seeds, the report. The commands run as a grid (`rlcv.grid`): each as
+soon as what it needs is done, as many at once as the cores allow (`--cores`), so one
+GPU machine runs the 5-seed smoke pipeline in one command (its limit: 10 minutes); a
+row's seeds share the GPU in their own processes (`rlcv.workers.jobs`), and the tests
+run beside the rows. Writes, under `--out` (default `results/gpu/`):
 
-    README.md   GPU name, torch version, date; the tests' summary; per row: device, train
-                and evaluate seconds, the same row's seconds in the last CPU record
-                (`results/cpu-check/times.csv`, written by `--device cpu --out
-                results/cpu-check`), exit status
+    README.md   GPU name, torch version, date; the whole check's minutes; the tests'
+                summary; per row: device, start, train and evaluate seconds, the same
+                row's seconds in the last CPU record (`results/cpu-check/times.csv`,
+                written by `--device cpu --out results/cpu-check`), exit status
     times.csv   the same per-row figures, machine-readable
     tables/     the report's tables regenerated from these runs, to set beside
                 results/tables/ and see whether the verdicts agree across devices
@@ -32,6 +35,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from rlcv import grid
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -44,12 +49,6 @@ def _copy_repo(dest: Path) -> None:
         if src.is_file() and not rel.startswith("results/runs/"):
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
-
-
-def _timed(cmd: list[str], cwd: Path, env: dict, log) -> tuple[int, float]:
-    start = time.monotonic()
-    proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
-    return proc.returncode, time.monotonic() - start
 
 
 def _cpu_times(path: Path) -> dict[str, tuple[str, str]]:
@@ -71,15 +70,74 @@ def _edit_params(work: Path, profile: str | None, seeds: list[int] | None) -> No
     path.write_text(yaml.safe_dump(raw, sort_keys=False, allow_unicode=True))
 
 
+def _expected(path: Path) -> dict[str, float]:
+    """Seconds each `rlcv` command took in the last timed CPU run (results/stage-times.csv,
+    `make repro-timed`), by "train <row>" / "evaluate <row>" / "synth <dataset>"; the grid
+    starts the longest chains first."""
+    if not path.is_file():
+        return {}
+    out = {}
+    with path.open() as fh:
+        for r in csv.DictReader(fh):
+            words = r["stage"].split()
+            if words and r.get("end"):
+                out[" ".join(words[:2])] = float(r["end"]) - float(r["start"])
+    return out
+
+
+def _with_requires(rows: list[str], methods) -> list[str]:
+    """`rows` and, transitively, the rows they start from, in registry order."""
+    need, todo = set(rows), list(rows)
+    while todo:
+        for req in methods.get(todo.pop()).requires:
+            if req not in need:
+                need.add(req)
+                todo.append(req)
+    return [n for n in methods.METHODS if n in need]
+
+
+def tasks(params, rows: list[str], seeds: list[str], rlcv: list[str], cores: int,
+          expected: dict[str, float], tests: list[str] | None) -> list[grid.Task]:
+    """The smoke pipeline as a grid: synth -> stage each dataset the rows use; train a row
+    after its data, the rows it starts from and the twin whose runs it copies; evaluate
+    after train; the report after everything. `tests`: a pytest command run beside it."""
+    import methods
+    from rlcv import twins
+
+    out = [grid.Task("tests", tests, expect_s=300.0)] if tests else []
+    wide = min(len(seeds), cores)   # a row's seeds run side by side (rlcv.workers.jobs)
+    for name in sorted({methods.get(r).dataset for r in rows}):
+        out += [grid.Task(f"synth-{name}", [*rlcv, "synth", name],
+                          expect_s=expected.get(f"synth {name}", 5.0)),
+                grid.Task(f"stage-{name}", [*rlcv, "stage", name], (f"synth-{name}",),
+                          expect_s=expected.get(f"stage {name}", 5.0))]
+    for name in rows:
+        row = methods.get(name)
+        twin = twins.twin_of(params, row)
+        after = (f"stage-{row.dataset}", *(f"train-{r}" for r in row.requires),
+                 *((f"train-{twin}",) if twin in rows else ()))
+        out += [grid.Task(f"train-{name}", [*rlcv, "train", name, "--seed", *seeds], after,
+                          wide, expected.get(f"train {name}", 60.0)),
+                grid.Task(f"evaluate-{name}", [*rlcv, "evaluate", name, "--seed", *seeds],
+                          (f"train-{name}",), wide, expected.get(f"evaluate {name}", 5.0))]
+    out.append(grid.Task("report", [*rlcv, "report"], tuple(f"evaluate-{n}" for n in rows),
+                         expect_s=expected.get("report", 40.0), always=True))
+    return out
+
+
 def run(args) -> int:
     import torch
 
     from rlcv import params as P
+    from rlcv import workers
+    from rlcv.engine import usable_cores
 
+    workers.fork_safe_cuda()   # this process forks nothing, but stays CUDA-free like rlcv
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("rlcv gpu-check: no CUDA device on this machine (use --device cpu to time "
               "the CPU)", file=sys.stderr)
         return 2
+    began = time.monotonic()
     out = Path(args.out)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="rlcv-gpu-check-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -88,46 +146,55 @@ def run(args) -> int:
     params = P.load(work / "params.yaml")
     env = {**os.environ, "RLCV_DEVICE": args.device, "PYTHONPATH": str(work)}
     rlcv = [sys.executable, "-m", "rlcv.cli"]
-    log = (work / "gpu-check.log").open("w")
-    tests = "skipped"
-    if not args.skip_tests:
-        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "not slow",
-                               "tests", "-p", "no:cacheprovider"], cwd=work, env=env,
-                              capture_output=True, text=True)
-        tail = [ln for ln in proc.stdout.strip().splitlines() if ln.strip()]
-        tests = f"exit {proc.returncode}: {tail[-1] if tail else 'no output'}"
-    import datasets
     import methods
 
-    for name in params.dataset_names:
-        if name in datasets.available():
-            for verb in ("synth", "stage"):
-                _timed([*rlcv, verb, name], work, env, log)
-    seeds = [str(s) for s in params.seeds]
     rows = [n for n in params.method_names if n in methods.METHODS]
     if args.rows:
-        rows = [n for n in rows if n in args.rows]
+        rows = _with_requires([n for n in rows if n in args.rows], methods)
+    seeds = [str(s) for s in params.seeds]
+    cores = args.cores or usable_cores()
+    pytest = None if args.skip_tests else [sys.executable, "-m", "pytest", "-q", "-m",
+                                           "not slow", "tests", "-p", "no:cacheprovider"]
+    grid_tasks = tasks(params, rows, seeds, rlcv, cores,
+                       _expected(ROOT / "results" / "stage-times.csv"), pytest)
+
+    def said(task: grid.Task, res: grid.Outcome) -> None:
+        if task.name.startswith("train-"):
+            rc = "skipped (a row it starts from failed)" if res.rc is None else res.rc
+            print(f"gpu-check {task.name[6:]}: train {res.seconds:.1f} s, exit {rc}",
+                  flush=True)
+
+    done = grid.run(grid_tasks, cores, work, env, work / "gpu-check-logs", said)
     cpu = _cpu_times(ROOT / "results" / "cpu-check" / "times.csv")
     table = []
     for row in rows:
-        rc_t, train_s = _timed([*rlcv, "train", row, "--seed", *seeds], work, env, log)
-        rc_e, eval_s = (_timed([*rlcv, "evaluate", row, "--seed", *seeds], work, env, log)
-                        if rc_t == 0 else (None, 0.0))
-        table.append({"row": row, "device": args.device, "train_s": f"{train_s:.1f}",
-                      "evaluate_s": f"{eval_s:.1f}" if rc_e is not None else "",
+        t, e = done[f"train-{row}"], done[f"evaluate-{row}"]
+        table.append({"row": row, "device": args.device, "start_s": f"{t.start:.1f}",
+                      "train_s": f"{t.seconds:.1f}" if t.rc is not None else "",
+                      "evaluate_s": f"{e.seconds:.1f}" if e.rc is not None else "",
                       "cpu_train_s": cpu.get(row, ("", ""))[0],
                       "cpu_evaluate_s": cpu.get(row, ("", ""))[1],
-                      "exit": rc_t if rc_t else rc_e})
-        print(f"gpu-check {row}: train {train_s:.1f} s, exit {table[-1]['exit']}", flush=True)
-    _timed([*rlcv, "report"], work, env, log)
-    log.close()
-    _write(out, work, table, tests, args, params)
+                      "exit": "skipped" if t.rc is None else (t.rc or e.rc)})
+    tests = "skipped"
+    if pytest:
+        log = (work / "gpu-check-logs" / "tests.log").read_text().strip().splitlines()
+        tests = f"exit {done['tests'].rc}: {log[-1] if log else 'no output'}"
+    wall = time.monotonic() - began
+    _write(out, work, table, tests, args, params,
+           {"wall_s": wall, "cores": cores, "tasks": len(grid_tasks),
+            "report": done["report"].rc})
     failed = [r["row"] for r in table if r["exit"] != 0]
-    print(f"gpu-check: {len(table) - len(failed)}/{len(table)} rows ok -> {out}/README.md")
-    return 1 if failed else 0
+    print(f"gpu-check: {len(table) - len(failed)}/{len(table)} rows ok in {wall / 60:.1f} min "
+          f"-> {out}/README.md")
+    return 1 if failed or done["report"].rc != 0 else 0
 
 
-def _write(out: Path, work: Path, table: list[dict], tests: str, args, params) -> None:
+LIMIT_S = 600
+"""One command on the lent device machine may run at most this long (its README)."""
+
+
+def _write(out: Path, work: Path, table: list[dict], tests: str, args, params,
+           summary: dict) -> None:
     import torch
 
     from rlcv import engine
@@ -149,17 +216,26 @@ def _write(out: Path, work: Path, table: list[dict], tests: str, args, params) -
         f"{dev['torch']}, device `{args.device}`, profile `{params.profile}`, seeds "
         f"{params.seeds}. Data: SYNTHETIC (the smoke profile's writers).",
         "",
-        f"Fast tests (`pytest -m \"not slow\"`) on this device: {tests}.",
+        f"**The whole check took {summary['wall_s'] / 60:.1f} minutes** in one command "
+        f"(copy, tests, synth and stage, every row's train and evaluate, report): "
+        f"{'within' if summary['wall_s'] <= LIMIT_S else 'over'} the {LIMIT_S // 60}-minute "
+        f"limit of one command on the lent machine. {summary['tasks']} commands ran as a "
+        f"grid (`rlcv.grid`) on {summary['cores']} cores, each row's seeds side by side in "
+        "their own processes on the one device; report exit "
+        f"{summary['report']}.",
+        "",
+        f"Fast tests (`pytest -m \"not slow\"`, beside the rows) on this device: {tests}.",
         "",
         "Per row, all seeds in one `rlcv train` / `rlcv evaluate` (seconds, process start "
-        "included); CPU columns from `results/cpu-check/times.csv` when present. The "
-        "tables regenerated from these runs are in `tables/`.",
+        "included; start: seconds after the grid began); CPU columns from "
+        "`results/cpu-check/times.csv` when present. The tables regenerated from these "
+        "runs are in `tables/`.",
         "",
-        "| row | device | train s | evaluate s | CPU train s | CPU evaluate s | exit |",
-        "|---|---|---|---|---|---|---|",
-        *(f"| {r['row']} | {r['device']} | {r['train_s']} | {r['evaluate_s']} | "
-          f"{r['cpu_train_s'] or '-'} | {r['cpu_evaluate_s'] or '-'} | {r['exit']} |"
-          for r in table),
+        "| row | device | start s | train s | evaluate s | CPU train s | CPU evaluate s | exit |",
+        "|---|---|---|---|---|---|---|---|",
+        *(f"| {r['row']} | {r['device']} | {r['start_s']} | {r['train_s'] or '-'} | "
+          f"{r['evaluate_s'] or '-'} | {r['cpu_train_s'] or '-'} | "
+          f"{r['cpu_evaluate_s'] or '-'} | {r['exit']} |" for r in table),
         "",
     ]
     (out / "README.md").write_text("\n".join(lines))
@@ -172,7 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", help="scratch copy of the repository (default: a temp dir)")
     ap.add_argument("--profile", help="profile to run (default: params.yaml's)")
     ap.add_argument("--seeds", type=int, nargs="+", help="seeds (default: params.yaml's)")
-    ap.add_argument("--rows", nargs="+", help="only these rows")
+    ap.add_argument("--rows", nargs="+", help="only these rows (and the rows they start from)")
+    ap.add_argument("--cores", type=int, help="cores the grid keeps busy at once (default: "
+                    "the usable cores; a row's seeds count one each)")
     ap.add_argument("--skip-tests", action="store_true", help="do not run the fast tests")
     return run(ap.parse_args(argv))
 

@@ -98,15 +98,25 @@ def test_gpu_check_refuses_without_cuda(tmp_path):
 
 @pytest.mark.slow
 def test_gpu_check_writes_its_record(tmp_path):
-    """The record `make gpu-check` writes, timed here on the CPU for one ci row."""
+    """The record `make gpu-check` writes, timed here on the CPU for a ci row and the row
+    it starts from (added by --rows), run as a grid of commands."""
+    import csv
+
     from rlcv import gpucheck
 
     out = tmp_path / "out"
-    rc = gpucheck.main(["--device", "cpu", "--profile", "ci", "--seeds", "0", "--rows",
-                        "gt-bbox-deepmask", "--skip-tests", "--workdir", str(tmp_path / "w"),
-                        "--out", str(out)])
+    rc = gpucheck.main(["--device", "cpu", "--profile", "ci", "--seeds", "0", "1", "--rows",
+                        "finetune-deepmask", "--skip-tests", "--cores", "2",
+                        "--workdir", str(tmp_path / "w"), "--out", str(out)])
     assert rc == 0
     readme = (out / "README.md").read_text()
     assert "| gt-bbox-deepmask | cpu |" in readme and "SYNTHETIC" in readme
+    assert "The whole check took" in readme and "within the 10-minute limit" in readme
     assert (out / "tables" / "eu-rl-table1.md").is_file()
-    assert (out / "times.csv").read_text().splitlines()[1].startswith("gt-bbox-deepmask,cpu,")
+    rows = {r["row"]: r for r in csv.DictReader((out / "times.csv").open())}
+    assert list(rows) == ["gt-bbox-deepmask", "finetune-deepmask"]
+    first, then = rows["gt-bbox-deepmask"], rows["finetune-deepmask"]
+    assert first["exit"] == then["exit"] == "0" and first["device"] == "cpu"
+    # finetune-deepmask starts from gt-bbox-deepmask's checkpoints: it waited for them
+    # (each figure is rounded to 0.1 s: 0.1 of slack)
+    assert float(then["start_s"]) >= float(first["start_s"]) + float(first["train_s"]) - 0.1
