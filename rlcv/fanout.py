@@ -4,7 +4,8 @@ parallel shell (DESIGN.md, "Devices": rows x seeds scale out as independent stag
     python -m rlcv.fanout            # one line per job: <wave> TAB <command>
 
 Wave 0 writes (smoke/ci) and stages each dataset; wave k >= 1 trains and evaluates one
-(row, seed) whose required rows are in earlier waves; the last wave builds the report.
+(row, seed) whose required rows, and the twin whose runs it copies (rlcv.twins), are in
+earlier waves; the last wave builds the report.
 Jobs of one wave are independent: run them at once (`xargs -P N`, a job array), the next
 wave after. Every job is an `rlcv` command on the shared working tree: `rlcv train`
 locks its (row, seed), so two jobs never train the same run. `dvc commit -f` at the end
@@ -20,11 +21,14 @@ from rlcv import params as P
 
 def waves(params: P.Params, rows: dict) -> list[list[str]]:
     """The jobs of every wave, in order (see the module docstring)."""
+    from rlcv import twins
+
     depth: dict[str, int] = {}
 
     def level(name: str) -> int:
         if name not in depth:
-            depth[name] = 1 + max((level(r) for r in rows[name].requires), default=0)
+            depth[name] = 1 + max((level(r) for r in twins.waits_for(params, rows[name])),
+                                  default=0)
         return depth[name]
 
     datasets = sorted({row.dataset for row in rows.values()})

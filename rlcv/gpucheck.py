@@ -113,9 +113,8 @@ def tasks(params, rows: list[str], seeds: list[str], rlcv: list[str], cores: int
                           expect_s=expected.get(f"stage {name}", 5.0))]
     for name in rows:
         row = methods.get(name)
-        twin = twins.twin_of(params, row)
-        after = (f"stage-{row.dataset}", *(f"train-{r}" for r in row.requires),
-                 *((f"train-{twin}",) if twin in rows else ()))
+        after = (f"stage-{row.dataset}",
+                 *(f"train-{r}" for r in twins.waits_for(params, row) if r in rows))
         out += [grid.Task(f"train-{name}", [*rlcv, "train", name, "--seed", *seeds], after,
                           wide, expected.get(f"train {name}", 60.0)),
                 grid.Task(f"evaluate-{name}", [*rlcv, "evaluate", name, "--seed", *seeds],

@@ -113,9 +113,7 @@ def stages(params: Params) -> dict:
         data = f"data/staged/{row.dataset}"
         runs = [f"runs/{row.name}-{s}" for s in params.seeds]
         # a row copying its twin's runs (rlcv.twins) depends on them
-        twin = twins.twin_of(params, row)
-        reqs = [f"runs/{r}-{s}" for r in (*row.requires, *([twin] if twin else []))
-                for s in params.seeds]
+        reqs = [f"runs/{r}-{s}" for r in twins.waits_for(params, row) for s in params.seeds]
         out[f"train-{row.name}"] = {
             "cmd": f"rlcv train {row.name} --seed {seeds}",
             "deps": [*code, data, *reqs],

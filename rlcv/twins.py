@@ -49,6 +49,13 @@ def twin_of(params: Params, row) -> str | None:
     return other.name
 
 
+def waits_for(params: Params, row) -> tuple[str, ...]:
+    """The rows whose runs `row`'s training reads: those it starts from, and its twin
+    when it copies the twin's runs (DVC's deps, the fan-out's waves, gpu-check's grid)."""
+    twin = twin_of(params, row)
+    return (*row.requires, *((twin,) if twin else ()))
+
+
 def copy_run(src: Path, dest: Path, row: str, twin: str, signature: str) -> Path:
     """Copy the twin's run folder `src` to `dest` as `row`'s: checkpoints rewritten with
     `row`'s name and `signature`, other files (history.csv) as they are. Returns the

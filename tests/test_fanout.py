@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 
 import methods
-from rlcv import fanout
+from rlcv import fanout, twins
 from rlcv import params as P
 from rlcv.cli import build_parser
 from tests.conftest import REPO
@@ -27,9 +27,12 @@ def test_every_row_and_seed_once_after_what_it_requires():
             assert key not in wave_of, key
             wave_of[key] = k
     assert set(wave_of) == {(r, s) for r in methods.METHODS for s in params.seeds}
+    copies = 0
     for (name, seed), k in wave_of.items():
-        for req in methods.METHODS[name].requires:
+        for req in twins.waits_for(params, methods.METHODS[name]):   # the twin's runs too
             assert wave_of[(req, seed)] < k, (name, req)
+        copies += twins.twin_of(params, methods.METHODS[name]) is not None
+    assert copies   # the ci profile has rows that copy a twin's runs
     staged = {j.split()[-1] for j in waves[0]}
     assert staged == {row.dataset for row in methods.METHODS.values()}
     assert waves[-1] == ["rlcv report && dvc commit -f"]
