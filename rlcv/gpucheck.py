@@ -85,15 +85,19 @@ def _expected(path: Path) -> dict[str, float]:
     return out
 
 
-def _with_requires(rows: list[str], methods) -> list[str]:
-    """`rows` and, transitively, the rows they start from, in registry order."""
+def _with_requires(params, rows: list[str]) -> list[str]:
+    """`rows` and, transitively, the rows whose runs they read (`twins.waits_for`), in
+    params order."""
+    import methods
+    from rlcv import twins
+
     need, todo = set(rows), list(rows)
     while todo:
-        for req in methods.get(todo.pop()).requires:
+        for req in twins.waits_for(params, methods.get(todo.pop())):
             if req not in need:
                 need.add(req)
                 todo.append(req)
-    return [n for n in methods.METHODS if n in need]
+    return [n for n in params.method_names if n in need]
 
 
 def tasks(params, rows: list[str], seeds: list[str], rlcv: list[str], cores: int,
@@ -136,6 +140,11 @@ def run(args) -> int:
         print("rlcv gpu-check: no CUDA device on this machine (use --device cpu to time "
               "the CPU)", file=sys.stderr)
         return 2
+    unknown = sorted(set(args.rows or ()) - set(P.load(ROOT / "params.yaml").method_names))
+    if unknown:
+        print(f"rlcv gpu-check: --rows {' '.join(unknown)}: not a row of params.yaml",
+              file=sys.stderr)
+        return 2
     began = time.monotonic()
     out = Path(args.out)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="rlcv-gpu-check-"))
@@ -149,7 +158,7 @@ def run(args) -> int:
 
     rows = [n for n in params.method_names if n in methods.METHODS]
     if args.rows:
-        rows = _with_requires([n for n in rows if n in args.rows], methods)
+        rows = _with_requires(params, args.rows)
     seeds = [str(s) for s in params.seeds]
     cores = args.cores or usable_cores()
     pytest = None if args.skip_tests else [sys.executable, "-m", "pytest", "-q", "-m",

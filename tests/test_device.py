@@ -15,7 +15,7 @@ import sys
 
 import pytest
 import torch
-from conftest import copy_repo, run_rows, set_params
+from conftest import REPO, copy_repo, run_rows, set_params
 
 from rlcv import engine
 from rlcv.cli import main
@@ -94,6 +94,35 @@ def test_gpu_check_refuses_without_cuda(tmp_path):
         pytest.skip("this machine has CUDA")
     assert gpucheck.main(["--out", str(tmp_path / "out"), "--skip-tests"]) == 2
     assert not (tmp_path / "out").exists()
+
+
+def test_gpu_check_refuses_an_unknown_row_before_copying_anything(tmp_path, capsys):
+    from rlcv import gpucheck
+
+    work, out = tmp_path / "w", tmp_path / "out"
+    assert gpucheck.main(["--device", "cpu", "--rows", "box-regressor", "no-such-row",
+                          "--workdir", str(work), "--out", str(out)]) == 2
+    assert "--rows no-such-row: not a row of params.yaml" in capsys.readouterr().err
+    assert not work.exists() and not out.exists()
+
+
+def test_gpu_check_adds_the_rows_a_row_reads_and_orders_the_grid(tmp_path):
+    """--rows X adds the rows X starts from and the twin whose runs it copies; each
+    train waits for its data and for them."""
+    from rlcv import gpucheck
+    from rlcv import params as P
+
+    params = P.load(REPO / "params.yaml")
+    params.raw["profile"] = "ci"
+    rows = gpucheck._with_requires(params, ["eurl-pose-t2-boxes", "finetune-deepmask"])
+    assert rows == ["gt-bbox-deepmask", "finetune-deepmask", "eurl-pose-boxes",
+                    "eurl-pose-t2-boxes"]
+    tasks = {t.name: t for t in gpucheck.tasks(params, rows, ["0", "1"], ["rlcv"], 16, {},
+                                               ["pytest"])}
+    assert set(tasks["train-eurl-pose-t2-boxes"].after) == {"stage-mpii", "train-eurl-pose-boxes"}
+    assert set(tasks["train-finetune-deepmask"].after) == {"stage-coco", "train-gt-bbox-deepmask"}
+    assert tasks["train-finetune-deepmask"].cores == 2 and tasks["tests"].after == ()
+    assert tasks["report"].always and len(tasks["report"].after) == 4
 
 
 @pytest.mark.slow
