@@ -11,8 +11,9 @@ run beside the rows. Writes, under `--out` (default `results/gpu/`):
 
     README.md   GPU name, torch version, date; the whole check's minutes; the tests'
                 summary; per row: device, start, train and evaluate seconds, the same
-                row's seconds in the last CPU record (`results/cpu-check/times.csv`,
-                written by `--device cpu --out results/cpu-check`), exit status
+                row's seconds on the CPU (`results/cpu-check/times.csv`, written by
+                `--device cpu --out results/cpu-check`, else the last `make
+                repro-timed`'s `results/stage-times.csv`), exit status
     times.csv   the same per-row figures, machine-readable
     tables/     the report's tables regenerated from these runs, to set beside
                 results/tables/ and see whether the verdicts agree across devices
@@ -83,6 +84,19 @@ def _expected(path: Path) -> dict[str, float]:
             if words and r.get("end"):
                 out[" ".join(words[:2])] = float(r["end"]) - float(r["start"])
     return out
+
+
+def _repro_times(path: Path, rows: list[str], seeds: list[str]) -> dict[str, tuple[str, str]]:
+    """Train and evaluate seconds per row from a `make repro-timed` log, where it ran
+    these seeds (the committed params' profile)."""
+    if not path.is_file():
+        return {}
+    with path.open() as fh:
+        timed = {r["stage"]: float(r["end"]) - float(r["start"]) for r in csv.DictReader(fh)
+                 if r.get("end")}
+    tail = " --seed " + " ".join(seeds)
+    return {r: (f"{timed[f'train {r}{tail}']:.1f}", f"{timed.get(f'evaluate {r}{tail}', 0):.1f}")
+            for r in rows if f"train {r}{tail}" in timed}
 
 
 def _with_requires(params, rows: list[str]) -> list[str]:
@@ -174,6 +188,10 @@ def run(args) -> int:
 
     done = grid.run(grid_tasks, cores, work, env, work / "gpu-check-logs", said)
     cpu = _cpu_times(ROOT / "results" / "cpu-check" / "times.csv")
+    cpu_from = "`results/cpu-check/times.csv`"
+    if not cpu and params.profile == P.load(ROOT / "params.yaml").profile:
+        cpu = _repro_times(ROOT / "results" / "stage-times.csv", rows, seeds)
+        cpu_from = "`results/stage-times.csv` (the last `make repro-timed`, same seeds)"
     table = []
     for row in rows:
         t, e = done[f"train-{row}"], done[f"evaluate-{row}"]
@@ -190,7 +208,7 @@ def run(args) -> int:
     wall = time.monotonic() - began
     _write(out, work, table, tests, args, params,
            {"wall_s": wall, "cores": cores, "tasks": len(grid_tasks),
-            "report": done["report"].rc})
+            "report": done["report"].rc, "cpu_from": cpu_from})
     failed = [r["row"] for r in table if r["exit"] != 0]
     print(f"gpu-check: {len(table) - len(failed)}/{len(table)} rows ok in {wall / 60:.1f} min "
           f"-> {out}/README.md")
@@ -235,9 +253,8 @@ def _write(out: Path, work: Path, table: list[dict], tests: str, args, params,
         f"Fast tests (`pytest -m \"not slow\"`, beside the rows) on this device: {tests}.",
         "",
         "Per row, all seeds in one `rlcv train` / `rlcv evaluate` (seconds, process start "
-        "included; start: seconds after the grid began); CPU columns from "
-        "`results/cpu-check/times.csv` when present. The tables regenerated from these "
-        "runs are in `tables/`.",
+        f"included; start: seconds after the grid began); CPU columns from "
+        f"{summary['cpu_from']}. The tables regenerated from these runs are in `tables/`.",
         "",
         "| row | device | start s | train s | evaluate s | CPU train s | CPU evaluate s | exit |",
         "|---|---|---|---|---|---|---|---|",

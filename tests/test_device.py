@@ -149,3 +149,15 @@ def test_gpu_check_writes_its_record(tmp_path):
     # finetune-deepmask starts from gt-bbox-deepmask's checkpoints: it waited for them
     # (each figure is rounded to 0.1 s: 0.1 of slack)
     assert float(then["start_s"]) >= float(first["start_s"]) + float(first["train_s"]) - 0.1
+
+
+def test_gpu_check_compares_with_the_timed_repro_of_the_same_seeds(tmp_path):
+    from rlcv import gpucheck
+
+    log = tmp_path / "stage-times.csv"
+    log.write_text("stage,start,startup_s,end,rc\n"
+                   "train a --seed 0 1,10.0,2.0,40.5,0\nevaluate a --seed 0 1,41.0,2.0,44.0,0\n"
+                   "train b --seed 0,50.0,2.0,60.0,0\n")
+    assert gpucheck._repro_times(log, ["a", "b"], ["0", "1"]) == {"a": ("30.5", "3.0")}
+    assert gpucheck._repro_times(log, ["a", "b"], ["0"]) == {"b": ("10.0", "0.0")}
+    assert gpucheck._repro_times(tmp_path / "none.csv", ["a"], ["0"]) == {}
