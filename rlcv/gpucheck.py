@@ -71,30 +71,27 @@ def _edit_params(work: Path, profile: str | None, seeds: list[int] | None) -> No
     path.write_text(yaml.safe_dump(raw, sort_keys=False, allow_unicode=True))
 
 
-def _expected(path: Path) -> dict[str, float]:
-    """Seconds each `rlcv` command took in the last timed CPU run (results/stage-times.csv,
-    `make repro-timed`), by "train <row>" / "evaluate <row>" / "synth <dataset>"; the grid
-    starts the longest chains first."""
+def _stage_seconds(path: Path) -> dict[str, float]:
+    """Seconds of every `rlcv` command of a `make repro-timed` log (results/stage-times.csv),
+    process start included, by its arguments ("train <row> --seed 0 1 2 3 4")."""
     if not path.is_file():
         return {}
-    out = {}
     with path.open() as fh:
-        for r in csv.DictReader(fh):
-            words = r["stage"].split()
-            if words and r.get("end"):
-                out[" ".join(words[:2])] = float(r["end"]) - float(r["start"])
-    return out
+        return {r["stage"]: float(r["end"]) - float(r["start"]) for r in csv.DictReader(fh)
+                if r.get("end")}
+
+
+def _expected(path: Path) -> dict[str, float]:
+    """Seconds each command took in the last timed CPU run, by "train <row>" / "evaluate
+    <row>" / "synth <dataset>" / "report", whatever its seeds: the grid starts the longest
+    chains first."""
+    return {" ".join(stage.split()[:2]): s for stage, s in _stage_seconds(path).items()}
 
 
 def _repro_times(path: Path, rows: list[str], seeds: list[str]) -> dict[str, tuple[str, str]]:
     """Train and evaluate seconds per row from a `make repro-timed` log, where it ran
     these seeds (the committed params' profile)."""
-    if not path.is_file():
-        return {}
-    with path.open() as fh:
-        timed = {r["stage"]: float(r["end"]) - float(r["start"]) for r in csv.DictReader(fh)
-                 if r.get("end")}
-    tail = " --seed " + " ".join(seeds)
+    timed, tail = _stage_seconds(path), " --seed " + " ".join(seeds)
     return {r: (f"{timed[f'train {r}{tail}']:.1f}", f"{timed.get(f'evaluate {r}{tail}', 0):.1f}")
             for r in rows if f"train {r}{tail}" in timed}
 
