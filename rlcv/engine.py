@@ -38,7 +38,8 @@ def seed_everything(seed: int) -> None:
 
 
 def deterministic_kernels() -> None:
-    """Make torch's eager kernels deterministic (warn where one has no such version).
+    """Make torch's eager kernels deterministic (warn where one has no such version),
+    without filling new tensors with NaN (see below).
 
     `torch.use_deterministic_algorithms` also imports `torch._inductor.config`, only to
     flag code compiled by `torch.compile`, which rlcv does not use: that import costs
@@ -50,6 +51,13 @@ def deterministic_kernels() -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
     else:
         torch._C._set_deterministic_algorithms(True, warn_only=True)
+    # In deterministic mode torch also fills every new tensor (torch.empty, and the
+    # buffers kernels allocate) with NaN, so that a kernel reading memory it never wrote
+    # reads the same NaN each time. No kernel rlcv runs does (the smoke pipeline's runs
+    # are bit-identical without the fill, and tests/test_engine.py checks a training
+    # step), while the fill costs 2-7% of a CPU training step (benchmarks/
+    # test_bench_fill.py): every convolution's and batch norm's backward allocates.
+    torch.utils.deterministic.fill_uninitialized_memory = False
 
 
 def set_threads() -> int:

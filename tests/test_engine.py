@@ -111,3 +111,42 @@ def test_seeding_makes_kernels_deterministic_without_loading_inductor():
                          check=True).stdout.split("\n")
     assert out[0].split() == ["False", "True", "True", "False"]
     assert out[1].split() == ["True", "True"]
+
+
+def _train_steps(fill: bool) -> list[torch.Tensor]:
+    """Six Adam steps of the suite's encoder-decoder (convolutions, batch norm, bilinear
+    upsampling, concatenation) and the hourglass, in deterministic mode, with torch's NaN
+    fill of new tensors on or off; returns the final weights."""
+    from rlcv import optim
+    from rlcv.models.hourglass import StackedHourglass
+    from rlcv.models.segnet import MaskNet
+
+    engine.seed_everything(0)
+    torch.utils.deterministic.fill_uninitialized_memory = fill
+    try:
+        nets = [MaskNet(8), StackedHourglass(stacks=2, channels=8, depth=2, downsample=2)]
+        x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+        opt = optim.adam([p for n in nets for p in n.parameters()], 1e-2)
+        for _ in range(6):
+            loss = nets[0](x).square().mean() + sum(o.square().mean() for o in nets[1](x))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        return [p.detach().clone() for n in nets for p in n.parameters()]
+    finally:
+        engine.deterministic_kernels()
+
+
+def test_seeding_skips_the_nan_fill_of_new_tensors_and_training_reads_no_unwritten_memory():
+    """Deterministic mode fills every new tensor with NaN unless told not to (2-7% of a
+    CPU training step); seed_everything turns the fill off. Were a kernel to read memory
+    it never wrote, the filled run would carry NaN and the other garbage: the two runs
+    would differ."""
+    torch.utils.deterministic.fill_uninitialized_memory = True
+    engine.seed_everything(0)
+    assert not torch.utils.deterministic.fill_uninitialized_memory
+    assert torch.are_deterministic_algorithms_enabled()
+    with engine.torch_threads(1):
+        filled, unfilled = _train_steps(True), _train_steps(False)
+    assert all(torch.isfinite(w).all() for w in filled)
+    assert all(torch.equal(a, b) for a, b in zip(filled, unfilled, strict=True))
