@@ -15,19 +15,17 @@ test images (only `scale`/`objpos` per person). Everything is deterministic from
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import scipy.io
 from PIL import Image, ImageDraw
 
+from datasets import _matfile
 from rlcv import io as rio
 
 MAT_NAME = "mpii_human_pose_v1_u12_1.mat"
 _EMPTY = np.zeros((0, 0))
-_HEADER = b"MATLAB 5.0 MAT-file, Platform: posix, Created by: rlcv synthetic MPII writer"
 
 
 def _limb(start: np.ndarray, angle: float, length: float) -> np.ndarray:
@@ -240,11 +238,8 @@ def mat_bytes(records: list[dict]) -> bytes:
         "act": act,
         "video_list": np.empty((1, 0), dtype=object),
     }
-    buf = io.BytesIO()
-    scipy.io.savemat(buf, {"RELEASE": release}, do_compression=True, oned_as="row")
-    data = bytearray(buf.getvalue())
-    data[:116] = _HEADER.ljust(116, b" ")  # the header's creation time would differ per run
-    return bytes(data)
+    return _matfile.mat_bytes({"RELEASE": release}, "rlcv synthetic MPII writer",
+                              do_compression=True, oned_as="row")
 
 
 def write_mat(path: str | Path, records: list[dict]) -> None:

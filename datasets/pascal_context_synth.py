@@ -28,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from datasets import _matfile
 from datasets import _scenes as sc
 from rlcv import io as rio
 
@@ -146,8 +147,6 @@ def write(root, cfg: dict, seed: int) -> None:
     cfg: synth_train / synth_val (image counts), synth_size [H, W] (mean image size),
     jpeg_quality.
     """
-    import scipy.io
-
     counts = {"train": int(cfg["synth_train"]), "val": int(cfg["synth_val"])}
     quality = int(cfg.get("jpeg_quality", 90))
     with rio.atomic_dir(root) as tmp:
@@ -162,7 +161,8 @@ def write(root, cfg: dict, seed: int) -> None:
                 stem = f"{2008 + SPLIT_SEEDS[split]}_{i + 1:06d}"
                 Image.fromarray(image).save(voc / "JPEGImages" / f"{stem}.jpg",
                                             quality=quality)
-                scipy.io.savemat(tmp / "trainval" / f"{stem}.mat", {"LabelMap": label})
+                rio.write_bytes(tmp / "trainval" / f"{stem}.mat", _matfile.mat_bytes(
+                    {"LabelMap": label}, "rlcv synthetic PASCAL-Context writer"))
                 ids.append(stem)
             (voc / "ImageSets" / "Main" / f"{split}.txt").write_text("\n".join(ids) + "\n")
         (tmp / "labels.txt").write_text("".join(f"{i}: {n}\n" for i, n in LABELS.items()))
