@@ -79,15 +79,12 @@ def fork_safe_cuda() -> None:
 
 
 def on_gpu() -> bool:
-    """Whether the rows run on CUDA: RLCV_DEVICE names it, or it is unset and CUDA is
-    present (the rule of `rlcv.engine.device`), checked without initialising CUDA."""
-    raw = os.environ.get("RLCV_DEVICE", "").strip()
-    if raw:
-        return raw.startswith("cuda")
-    import torch
+    """Whether the rows run on CUDA (`rlcv.engine.device`), checked without initialising
+    CUDA."""
+    from rlcv import engine
 
     fork_safe_cuda()
-    return torch.cuda.is_available()
+    return engine.device().type == "cuda"
 
 
 OVERSUBSCRIBE = 3
