@@ -47,7 +47,8 @@ from rlcv.rl.reinforce import batch_advantages, pg_logit_loss
 
 METRICS = {"AP": "ap", "AP50": "ap50", "AP75": "ap75", "APs": "aps", "APm": "apm", "APl": "apl"}
 ARCH = ("backbone", "fpn", "width", "head_dim", "roi_size", "anchor_sizes", "proposals",
-        "rois_per_image", "num_classes", "weights")
+        "rois_per_image", "num_classes", "weights", "rpn_width", "rpn_anchors_per_image",
+        "rpn_pre_nms_test", "rpn_min_size")
 
 
 @dataclass
@@ -72,6 +73,14 @@ class PGDetectorConfig:
     """RPN proposals kept after its NMS, per image (train and test)."""
     rois_per_image: int = 32
     """RoIs per image for the box head, 1:3 positives to negatives (OHEM: the B hardest)."""
+    rpn_width: int | None = None
+    """Channels of the RPN's 3x3 conv (the paper: 512); None: the backbone's (torchvision)."""
+    rpn_anchors_per_image: int | None = None
+    """Anchors sampled per image to train the RPN (the paper: 256); None: 2 x rois_per_image."""
+    rpn_pre_nms_test: int | None = None
+    """RPN proposals per image (FPN: per level) before its NMS at test; None: 2 x proposals."""
+    rpn_min_size: float = 1e-3
+    """Proposals with a side shorter than this (pixels) are dropped (the paper: 2)."""
     num_classes: int | None = None
     """Classes including the background; None: the annotation file's categories + 1."""
     batch_size: int = 8
@@ -127,12 +136,17 @@ def _arch(cfg, gt: dict) -> dict:
 
 def _model(arch: dict, frame: tuple[int, float], load: bool = False):
     """The detector of `arch` for images of `frame` (its transform's min_size, max_size:
-    `_image_size`), its pretrained weights loaded when `load` (a new run)."""
+    `_image_size`), its pretrained weights loaded when `load` (a new run). An `arch`
+    saved before the RPN settings existed builds the detector it was trained as."""
     min_size, max_size = frame
     return build_detector(arch["backbone"], arch["fpn"], arch["num_classes"], min_size,
                           arch["width"], arch["head_dim"], arch["roi_size"],
                           tuple(arch["anchor_sizes"]), arch["proposals"], arch["rois_per_image"],
-                          weights=arch.get("weights", "none"), load=load, max_size=max_size)
+                          weights=arch.get("weights", "none"), load=load, max_size=max_size,
+                          rpn_width=arch.get("rpn_width"),
+                          rpn_anchors_per_image=arch.get("rpn_anchors_per_image"),
+                          rpn_pre_nms_test=arch.get("rpn_pre_nms_test"),
+                          rpn_min_size=arch.get("rpn_min_size", 1e-3))
 
 
 def _image_size(data) -> tuple[int, float]:

@@ -14,6 +14,22 @@ Backbones, sized by the profile:
   FPN reads C2-C5 with P6 by max-pooling, not the paper's {C2, C3, dilated C5} +
   strided P6.)
 
+The RPN (Section 4.1) is torchvision's: one shared head over the maps, A sigmoid
+objectness logits per location (the paper's [22] has 2A softmax scores: the same
+two-way choice), NMS 0.7, positives at IoU 0.7 and negatives below 0.3, at most half
+of its sampled anchors positive. `rpn_width` gives its 3x3 convolution its own width
+(the paper's "512-d feature map", `WideRPNHead`) instead of the backbone's (2048 on
+C5); `rpn_anchors_per_image`, `rpn_pre_nms_test` and `rpn_min_size` set the anchors
+sampled to train it, its test-time pre-NMS count (per level with FPN, as torchvision
+ranks them) and the shorter side below which a proposal is dropped. Left unset, the
+detector is built as before they existed.
+
+With FPN, `anchor_sizes` are one per map in the backbone's order: on ResNet-101-FPN
+P2-P6 at strides 4-64 (torchvision's pyramid). The paper's pyramid is {P2, P3, P5}
+(dilated C5: stride 16) plus a strided P6 (stride 32), with {32, 64, 128} on the first
+three and {256, 512} together on P6; by stride, [32, 64, 128, 256, 512] here matches it
+up to 256 and puts 512 on a stride-64 map instead of sharing the stride-32 one.
+
 RoIAlign samples one point per bin (sampling_ratio=1): its CPU backward dominated the
 smoke training step at 2 x 2 points.
 
@@ -37,9 +53,11 @@ from torch import nn
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.rpn import RPNHead
 from torchvision.ops import MultiScaleRoIAlign, batched_nms, clip_boxes_to_image
 from torchvision.ops import boxes as box_ops
 from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool
+from torchvision.ops.misc import Conv2dNormActivation
 
 
 def _block(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
@@ -94,6 +112,20 @@ class ConvFCHead(nn.Module):
         return F.relu(self.fc7(F.relu(self.fc6(x))))
 
 
+class WideRPNHead(RPNHead):
+    """torchvision's `RPNHead` (same forward, initialisation and state-dict names) whose
+    3x3 convolution maps the `in_channels` features to `width` channels (the paper's
+    512-d map) before the 1x1 objectness and box branches."""
+
+    def __init__(self, in_channels: int, width: int, num_anchors: int):
+        super().__init__(width, num_anchors)
+        self.conv = nn.Sequential(
+            Conv2dNormActivation(in_channels, width, kernel_size=3, norm_layer=None))
+        conv = self.conv[0][0]
+        nn.init.normal_(conv.weight, std=0.01)
+        nn.init.constant_(conv.bias, 0)
+
+
 def _resnet101(fpn: bool, weights: str, load: bool) -> nn.Module:
     import rlcv.models.paper_backbones as paper_backbones
 
@@ -106,7 +138,10 @@ def build_detector(backbone: str = "small", fpn: bool = False, num_classes: int 
                    roi_size: int = 7, anchor_sizes: tuple = (8, 16, 32, 64),
                    proposals: int = 100, rois_per_image: int = 64,
                    detections: int = 100, weights: str = "none",
-                   load: bool = True, max_size: float | None = None) -> FasterRCNN:
+                   load: bool = True, max_size: float | None = None,
+                   rpn_width: int | None = None, rpn_anchors_per_image: int | None = None,
+                   rpn_pre_nms_test: int | None = None,
+                   rpn_min_size: float = 1e-3) -> FasterRCNN:
     """A torchvision `FasterRCNN` whose transform resizes an image's shorter side to
     `image_size` and its longer one to at most `max_size` (default `image_size`: square
     images of that side; `frame_sizes` gives both for a staged frame, which then passes
@@ -118,6 +153,13 @@ def build_detector(backbone: str = "small", fpn: bool = False, num_classes: int 
     level with FPN, all on the single map without; `proposals` is the RPN's post-NMS
     count (train and test), `rois_per_image` the box head's sampled RoIs (1:3 positives
     to negatives as in the paper), `detections` the cap after the final NMS (COCO's 100).
+
+    The RPN: `rpn_width` the channels of its 3x3 convolution (None or 0: torchvision's
+    `RPNHead`, as wide as the backbone's maps), `rpn_anchors_per_image` the anchors
+    sampled per image to train it (None or 0: 2 x `rois_per_image`), `rpn_pre_nms_test`
+    the proposals per image (per level with FPN) before its NMS at test (None or 0:
+    2 x `proposals`, as in training), `rpn_min_size` the shorter side in pixels below
+    which a proposal is dropped (torchvision's 1e-3).
     """
     if backbone == "small":
         body = SmallBackbone(width, fpn)
@@ -140,15 +182,21 @@ def build_detector(backbone: str = "small", fpn: bool = False, num_classes: int 
         head = ConvFCHead(body.out_channels, roi_size, head_dim)
     else:
         head = TwoMLPHead(body.out_channels * roi_size**2, head_dim)
-    return FasterRCNN(
+    # None (or 0): torchvision's RPNHead, built by FasterRCNN as before this setting
+    rpn_head = (WideRPNHead(body.out_channels, rpn_width, anchors.num_anchors_per_location()[0])
+                if rpn_width else None)
+    model = FasterRCNN(
         body, min_size=image_size, max_size=image_size if max_size is None else max_size,
-        rpn_anchor_generator=anchors, box_roi_pool=pool, box_head=head,
+        rpn_anchor_generator=anchors, rpn_head=rpn_head, box_roi_pool=pool, box_head=head,
         box_predictor=FastRCNNPredictor(head_dim, num_classes),
-        rpn_pre_nms_top_n_train=2 * proposals, rpn_pre_nms_top_n_test=2 * proposals,
+        rpn_pre_nms_top_n_train=2 * proposals,
+        rpn_pre_nms_top_n_test=rpn_pre_nms_test or 2 * proposals,
         rpn_post_nms_top_n_train=proposals, rpn_post_nms_top_n_test=proposals,
-        rpn_batch_size_per_image=2 * rois_per_image,
+        rpn_batch_size_per_image=rpn_anchors_per_image or 2 * rois_per_image,
         box_batch_size_per_image=rois_per_image, box_positive_fraction=0.25,
         box_score_thresh=0.01, box_nms_thresh=0.5, box_detections_per_img=detections)
+    model.rpn.min_size = float(rpn_min_size)   # FasterRCNN takes no argument for it
+    return model
 
 
 def frame_sizes(manifest: dict) -> tuple[int, float]:
