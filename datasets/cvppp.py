@@ -16,10 +16,13 @@ Official layout read here (the same reader serves the synthetic and the real dat
 
 `training/` is the folder of the same name in CVPPP2017_LSC_training.zip.
 
-Staged subsets (image centre-cropped to a square, resized to `size`; labels and masks
-with nearest neighbour, leaves relabelled 1..K; the evaluation splits, val and test, also
-keep the original-size labels and the crop box, for scoring at the ground truth's
-resolution): `ablation` (train / val, ACIS's split
+Staged subsets (`stage_plant`, S = `size`, D = `downsize`): with D > 1, as ACIS (Sec.
+5.1: "downsized ... by a factor of two and used a centre crop of size 224 x 224", the
+paper profile's D = 2, S = 224), the image downsized by D and centre-cropped to S (real
+A1, 500x530: the central 448 x 448 of the original, halved); with D = 1 (the small
+profiles) the centre square resized to S; labels and masks with nearest neighbour, leaves
+relabelled 1..K; the evaluation splits, val and test, also keep the original-size labels and the
+crop box, for scoring at the ground truth's resolution): `ablation` (train / val, ACIS's split
 of the training plants, val share 25/128, fixed seed) and `traintest` (train = all
 training plants, test = the test plants with the H5 truth).
 """
@@ -69,10 +72,11 @@ PARAMS = {
     },
     "ci": {"num_train": 8, "num_test": 3, "image_hw": [40, 38], "size": 32},
     "smoke": {"num_train": 256, "num_test": 64, "image_hw": [106, 100], "size": 96},
-    "paper": {"root": "cvppp", "size": 224},
+    "paper": {"root": "cvppp", "size": 224, "downsize": 2},
 }
 
 FIELDS = {
+    # the square: the centre square resized, or the central DS x DS downsized (`stage_plant`)
     "image": "uint8 [3,S,S] RGB, centre square crop resized to S",
     "label": "int16 [S,S] leaf instances 1..K, 0 = background",
     "fg": "uint8 [S,S] 1 = plant (from plantNNN_fg.png, else label > 0)",
@@ -176,18 +180,40 @@ def ablation_split(names: list[str], fraction: float, seed: int) -> set[str]:
     return {names[i] for i in order[:n_val]}
 
 
+def downsize(image: np.ndarray, factor: int) -> np.ndarray:
+    """An HxWx3 uint8 image downsized by an integer `factor`: the mean of each factor x
+    factor block, rounded half up (as PIL's `Image.reduce`); H and W multiples of it."""
+    h, w = image.shape[0] // factor, image.shape[1] // factor
+    blocks = image[: h * factor, : w * factor].astype(np.uint32)
+    total = blocks.reshape(h, factor, w, factor, -1).sum((1, 3))
+    return ((total + factor * factor // 2) // (factor * factor)).astype(np.uint8)
+
+
 def stage_plant(rgb: np.ndarray, label: np.ndarray, fg: np.ndarray | None, size: int,
-                keep_gt: bool = False) -> dict:
-    """Centre square crop, resize to size x size, relabel leaves 1..K; with `keep_gt` the
-    original-size labels and the crop box too (evaluation splits)."""
+                keep_gt: bool = False, factor: int = 1) -> dict:
+    """A plant at size x size, leaves relabelled 1..K: with `factor` 1 the centre square
+    resized to `size`; with `factor` > 1 (ACIS's downsizing by two) the image downsized by
+    it and centre-cropped to `size` (the central factor*size square of the original,
+    downsized; ValueError if the image is smaller). With `keep_gt` the original-size
+    labels and the crop box (top, left, height, width, in original pixels) too
+    (evaluation splits)."""
     h, w = label.shape
-    m = min(h, w)
-    y0, x0 = (h - m) // 2, (w - m) // 2
+    if factor > 1:   # the centre crop's offsets in the downsized image, in original pixels
+        m = factor * size
+        if min(h, w) < m:
+            raise ValueError(f"a {h}x{w} image is too small to downsize by {factor} and "
+                             f"centre-crop {size} x {size}")
+        y0, x0 = (factor * ((n // factor - size) // 2) for n in (h, w))
+    else:
+        m = min(h, w)
+        y0, x0 = (h - m) // 2, (w - m) // 2
     crop = (slice(y0, y0 + m), slice(x0, x0 + m))
+    image = (downsize(rgb[crop], factor) if factor > 1
+             else resize_image(rgb[crop], (size, size)))
     lab, k = relabel(resize_nearest(label[crop], (size, size)))
     mask = resize_nearest(fg[crop], (size, size)) if fg is not None else lab > 0
     sample = {
-        "image": chw(resize_image(rgb[crop], (size, size))),
+        "image": chw(image),
         "label": torch.from_numpy(lab.astype(np.int16)),
         "fg": torch.from_numpy(mask.astype(np.uint8)),
         "num_leaves": torch.tensor(k, dtype=torch.int64),
@@ -209,7 +235,14 @@ def stage(root: str | Path, out: str | Path, cfg: dict) -> dict:
     if test_names and not truth.is_file():
         raise DataError(truth, "missing", LAYOUT)
     val = ablation_split(train_names, float(cfg["val_fraction"]), int(cfg["split_seed"]))
-    size = int(cfg["size"])
+    size, factor = int(cfg["size"]), int(cfg.get("downsize", 1))
+
+    def plant(file: str, rgb, label, fg, keep_gt: bool = False) -> dict:
+        try:
+            return stage_plant(rgb, label, fg, size, keep_gt, factor)
+        except ValueError as exc:
+            raise DataError(root / file, str(exc), LAYOUT) from None
+
     base = {**manifest_header(NAME, root, cfg), "size": size, "fields": FIELDS}
     metas = {
         "ablation": {**base, "subset": "ablation"},
@@ -219,11 +252,10 @@ def stage(root: str | Path, out: str | Path, cfg: dict) -> dict:
     def samples():
         for name in train_names:
             p = read_plant(train_dir, name)
-            sample = stage_plant(p["rgb"], p["label"], p["fg"], size)
             file = f"training/A1/{name}_rgb.png"
+            sample = plant(file, p["rgb"], p["label"], p["fg"])
             if name in val:
-                yield "ablation", "val", file, stage_plant(p["rgb"], p["label"], p["fg"], size,
-                                                           keep_gt=True)
+                yield "ablation", "val", file, plant(file, p["rgb"], p["label"], p["fg"], True)
             else:
                 yield "ablation", "train", file, sample
             yield "traintest", "train", file, sample
@@ -238,12 +270,8 @@ def stage(root: str | Path, out: str | Path, cfg: dict) -> dict:
                         f"the image's {rgb.shape[:2]}",
                         EXPECT_H5,
                     )
-                yield (
-                    "traintest",
-                    "test",
-                    f"testing/A1/{name}_rgb.png",
-                    stage_plant(rgb, label, fg, size, keep_gt=True),
-                )
+                file = f"testing/A1/{name}_rgb.png"
+                yield "traintest", "test", file, plant(file, rgb, label, fg, True)
 
     return stage_subsets(out, metas, samples(), int(cfg.get("shard_size", 256)))
 

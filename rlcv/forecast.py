@@ -63,13 +63,14 @@ def staged_hw(cfg: dict) -> list[int]:
 
 def data_cfg(params: P.Params, name: str) -> dict:
     """The ci profile's synthetic dataset (tiny counts) with the paper profile's size keys
-    laid over it, its source images scaled (aspect kept) to cover the staged size."""
+    laid over it, its source images scaled (aspect kept) to cover the staged size (times
+    the stager's `downsize`, CVPPP's: it crops before downsizing)."""
     def profile(p):
         return P.Params(raw={**params.raw, "profile": p}, path=params.path).dataset(name)
 
     ci, paper = profile("ci"), profile("paper")
     cfg = {**ci, **{k: v for k, v in paper.items() if k not in _NOT_SIZE}}
-    h, w = staged_hw(cfg)
+    h, w = (int(cfg.get("downsize", 1)) * n for n in staged_hw(cfg))
     for key in _SOURCE:
         if key in ci:
             ch, cw = ci[key]

@@ -273,3 +273,15 @@ def test_policy_iteration_follows_the_critic_to_better_masks(tmp_path, monkeypat
                 60, 4, critic)
     after = _first_step_dice(actor, decoder, data)
     assert after > before + 0.03, (before, after)
+
+
+def test_critic_takes_an_empty_batch():
+    """A batch whose episodes have all finished (every leaf prefilled) has no step to
+    score: the critic returns no Q-values (and a zero loss), not an IndexError."""
+    critic = A.Critic(HW, 4)
+    q = critic(torch.zeros(0, 3, *HW), torch.zeros(0, AUX, *HW), torch.zeros(0, 1, *HW),
+               torch.zeros(0, 1, *HW))
+    assert q.shape == (0,)
+    one = critic(torch.rand(1, 3, *HW), torch.rand(1, AUX, *HW), torch.zeros(1, 1, *HW),
+                 torch.ones(1, 1, *HW))
+    assert one.shape == (1,) and torch.isfinite(one).all()

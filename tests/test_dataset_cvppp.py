@@ -168,3 +168,58 @@ def test_acis_split_on_the_real_scale():
     val = cvppp.ablation_split(names, 25 / 128, seed=0)
     assert len(val) == 25 and val == cvppp.ablation_split(names, 25 / 128, seed=0)
     assert val != cvppp.ablation_split(names, 25 / 128, seed=1)
+
+
+def test_paper_size_halves_then_centre_crops(tmp_path):
+    """ACIS Sec. 5.1: "We downsized the original 128 images ... by a factor of two and used
+    a centre crop of size 224 x 224". An A1-sized plant (500x530; the genuine plant image,
+    when present, resized to it) is halved (2x2 means: PIL's `Image.reduce`) and
+    centre-cropped to 224; its crop box maps a staged prediction back onto the original."""
+    from rlcv.metrics import to_ground_truth
+    from tests.conftest import REALDATA
+
+    h, w, s = 500, 530, 224
+    real = REALDATA / "cvppp_a1" / "plant003_rgb.png"
+    if real.is_file():
+        rgb = np.asarray(Image.open(real).convert("RGB").resize((w, h), Image.BILINEAR))
+    else:
+        rgb = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    yy, xx = np.mgrid[:h, :w]
+    gt = ((yy // 2 // 40) * 3 + xx // 2 // 40) % 6   # leaves constant on 2x2 blocks, 0..5
+    staged = cvppp.stage_plant(rgb, gt, gt > 0, s, keep_gt=True, factor=2)
+
+    half = np.asarray(Image.fromarray(rgb).reduce(2))   # 250 x 265
+    top, left = (half.shape[0] - s) // 2, (half.shape[1] - s) // 2   # 13, 20
+    want = half[top:top + s, left:left + s]
+    assert tuple(staged["image"].shape) == (3, s, s)
+    assert np.array_equal(staged["image"].permute(1, 2, 0).numpy(), want)
+    assert staged["box"].tolist() == [2 * top, 2 * left, 2 * s, 2 * s] == [26, 40, 448, 448]
+    assert torch.equal(staged["gt"], torch.from_numpy(gt.astype(np.int16)))
+    assert torch.equal(staged["fg"].bool(), staged["label"] > 0)
+
+    back = to_ground_truth(staged["label"], gt.shape, staged["box"]).numpy()
+    inside = np.zeros_like(gt, bool)
+    inside[26:26 + 448, 40:40 + 448] = True
+    assert np.array_equal(back[inside], gt[inside]) and not back[~inside].any()
+
+
+def test_downsize_one_keeps_the_centre_square_resized():
+    """`downsize` 1 (the ci and smoke profiles) stages the centre square resized to S, at
+    any image size (so their staged data is unchanged); `downsize` 2 refuses an image too
+    small for its crop, in one clear line."""
+    from datasets._images import resize_image
+
+    rng = np.random.default_rng(1)
+    for (h, w), s in (((40, 38), 32), ((106, 100), 96), ((500, 530), 224)):
+        rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        label = rng.integers(0, 4, (h, w))
+        staged = cvppp.stage_plant(rgb, label, None, s, keep_gt=True)
+        m = min(h, w)
+        y0, x0 = (h - m) // 2, (w - m) // 2
+        want = resize_image(rgb[y0:y0 + m, x0:x0 + m], (s, s))
+        assert np.array_equal(staged["image"].permute(1, 2, 0).numpy(), want), (h, w)
+        assert staged["box"].tolist() == [y0, x0, m, m]
+        assert torch.equal(staged["label"].long(), torch.from_numpy(
+            resize_nearest(label[y0:y0 + m, x0:x0 + m], (s, s))).long())
+    with pytest.raises(ValueError, match="too small to downsize by 2"):
+        cvppp.stage_plant(rgb[:447], label[:447], None, 224, factor=2)

@@ -197,8 +197,10 @@ class Critic(nn.Module):
         f = self.body(x)
         area = action_mask.sum((2, 3))
         pooled = (s * action_mask).sum((2, 3)) / (area + 1.0)
+        # the area as a fraction of the image (shape-based: an empty batch, every episode
+        # of it finished, gives empty Q-values)
         feats = [f.flatten(1), f.mean((2, 3)), f.amax((2, 3)), pooled,
-                 area / action_mask[0, 0].numel()]
+                 area / (action_mask.shape[-2] * action_mask.shape[-1])]
         return self.head(torch.cat(feats, 1))[:, 0]
 
 
