@@ -4,14 +4,19 @@ synthetic dataset in the official layout, in a temporary folder (nothing is writ
 data/, runs/ or results/).
 
 What the dry run shrinks, and nothing else: the dataset (the `ci` profile's synthetic
-set, so images are small); the budget (the row's own `steps`/`episodes` to 2, its other
-phases' `*_steps` and warm-ups to 1, batch sizes to 2, replay sizes, episode length, no
-periodic evaluation: the row's `evaluate` is the one evaluation); the detectors' sample
-counts (proposals, RoIs per image: they size no layer); and the crops the methods cut
-from the small images (`crop_size`, `input_size`: at most 64 px). Architectures,
-optimizers, schedules, learning rates and every other setting are the profile's.
-Pretrained weights whose file is not in the torch hub cache are replaced by a random
-initialisation (`weights none` in the line).
+set: few, small images, staged at the profile's input size where that sizes a model's
+layers, `INPUT_SIZE`); the budget (the row's own `steps`/`episodes` to 2, its other
+phases' `*_steps` and warm-ups to 1, batch sizes to 2, replay sizes, episode length: `t_max`
+and ACIS's cap `max_steps`, set or default, to 3; no periodic evaluation: the row's
+`evaluate` is the one evaluation; `eval_steps`, the iteration a model is scored at, is
+kept); the detectors' sample counts (proposals, RoIs per image: they size no layer); and
+the crops the methods cut from the small images (`crop_size`, `input_size`: at most 64
+px). Architectures, optimizers, schedules, learning rates and every other setting are
+the profile's. The line's parameters: those of the modules the row's evaluation runs,
+each network once. Pretrained weights whose file is not in the torch hub cache are
+replaced by a random initialisation; the line's `weights` are those the row starts from,
+its own and its requirements' (`rlcv.cli.weights_used`), less those replaced (`weights
+none`: none left).
 """
 
 from __future__ import annotations
@@ -28,11 +33,17 @@ import torch
 from rlcv import params as P
 
 _STEPS = re.compile(r"^(steps|episodes)$")
-_PHASES = re.compile(r"^(warmup|critic_warmup|(?!max_|table_)\w+_steps)$")
+_PHASES = re.compile(r"^(warmup|critic_warmup|(?!max_|table_|eval_)\w+_steps)$")
 _BATCH = re.compile(r"^(batch_size|\w+_batch)$")
 _SMALL = {"eval_images": 2, "replay": 16, "t_max": 3, "eval_every": 0, "proposals": 16,
-          "det_proposals": 16, "rois_per_image": 8}
+          "det_proposals": 16, "rois_per_image": 8, "max_steps": 3}
+_DEFAULTED = ("max_steps",)
+"""Settings shrunk also where the row's config default gives them: ACIS's episode cap
+(21 unless set; at the paper's input size a step costs about 50 ci-size ones)."""
 _CROP = {"crop_size": 64, "input_size": 64}
+INPUT_SIZE = {"cvppp": ("size",), "kitti": ("size_hw",)}
+"""Dataset settings that size a model's layers, staged at the profile's value (ACIS's
+actor, critic and mask decoder have fully connected layers sized by the staged image)."""
 
 
 def shrink(values: dict) -> dict:
@@ -91,6 +102,31 @@ def record_modules():
         handle.remove()
 
 
+def distinct(modules) -> list[torch.nn.Module]:
+    """`modules` less the copies of a network already among them: the modules of an
+    outermost one (a network) equal in class and state to an earlier network (the same
+    checkpoint loaded again, e.g. once per evaluated split)."""
+    mods = list(modules)
+    inner = {id(c) for m in mods for c in m.modules() if c is not m}
+    kept, copies = [], set()
+    for net in (m for m in mods if id(m) not in inner):
+        if any(_same(net, k) for k in kept):
+            copies.update(id(c) for c in net.modules())
+        else:
+            kept.append(net)
+    copies -= {id(c) for net in kept for c in net.modules()}   # a module they share
+    return [m for m in mods if id(m) not in copies]
+
+
+def _same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    if type(a) is not type(b):
+        return False
+    sa, sb = a.state_dict(), b.state_dict()
+    return list(sa) == list(sb) and all(
+        sa[k].shape == sb[k].shape and sa[k].dtype == sb[k].dtype and torch.equal(sa[k], sb[k])
+        for k in sa)
+
+
 @dataclass
 class DryRun:
     """One temporary folder holding the tiny datasets and the rows' dry checkpoints, so
@@ -118,16 +154,32 @@ class DryRun:
         return Staged(self.root / "staged" / row.data, self.device)
 
     def data_cfg(self, name: str) -> dict:
-        """The settings dataset `name` is synthesized and staged with: the ci profile's."""
+        """The settings dataset `name` is synthesized and staged with: the ci profile's
+        (few, small images), staged at the profile's input size (`INPUT_SIZE`)."""
         small = P.Params(raw={**self.params.raw, "profile": "ci"}, path=self.params.path)
-        return small.dataset(name)
+        cfg = small.dataset(name)
+        keys = INPUT_SIZE.get(name, ())
+        if keys:
+            full = self.params.dataset(name)
+            cfg.update({k: full[k] for k in keys if k in full})
+        return cfg
 
     def settings(self, name: str) -> dict:
-        """Row `name`'s settings under the profile, shrunk (`shrink`)."""
-        return shrink(self.params.method(name))
+        """Row `name`'s settings under the profile, shrunk (`shrink`; `_DEFAULTED` ones
+        its config leaves to the default too)."""
+        import dataclasses
+
+        import methods
+
+        values = self.params.method(name)
+        for f in dataclasses.fields(methods.get(name).config):
+            if f.name in _DEFAULTED and f.name not in values:
+                values[f.name] = f.default
+        return shrink(values)
 
     def config(self, row) -> tuple[object, list[str]]:
-        """The row's dataclass config from `settings`; and the pretrained weights used."""
+        """The row's dataclass config from `settings`; and its own pretrained weights used
+        (absent files replaced by `none`)."""
         from rlcv.models import pretrained
 
         values = self.settings(row.name)
@@ -165,6 +217,17 @@ class DryRun:
         self.checkpoints[name] = Path(ckpt)
         return Path(ckpt), opts, used
 
+    def weights(self, row) -> str:
+        """The pretrained weights row `row`'s dry run starts from, its own and its
+        requirements' (`rlcv.cli.weights_used`), less those not in the hub cache (`config`
+        replaced them); "+"-joined, "none" when none is left."""
+        from rlcv.cli import weights_used
+        from rlcv.models import pretrained
+
+        names = weights_used(self.params, row).split("+")
+        return "+".join(w for w in names
+                        if w.lower() != pretrained.NONE and pretrained.available(w)) or "none"
+
     def forget(self, name: str) -> None:
         """Delete row `name`'s dry checkpoint unless another registry row requires it (a
         session over every row would otherwise hold tens of GB: /dev/shm is RAM)."""
@@ -184,7 +247,7 @@ class DryRun:
 
         import methods
 
-        ckpt, opts, used = self.train(name)
+        ckpt, opts, _ = self.train(name)
         row = methods.get(name)
         with record_modules() as mods:
             metrics = row.evaluate(str(ckpt), self.data(row))
@@ -193,13 +256,14 @@ class DryRun:
         if bad:
             raise P.ParamsError(f"{name}: dry run gave infinite metrics {bad}")
         # the parameters of the modules its evaluation runs (frozen ones included), each
-        # counted once; else (no module) those its optimizers train
-        params = {id(p): p.numel() for m in mods for p in m.parameters(recurse=False)}
+        # counted once, a network loaded again (once per split) too; else (no module)
+        # those its optimizers train
+        params = {id(p): p.numel() for m in distinct(mods) for p in m.parameters(recurse=False)}
         if not params:
             params = {id(p): p.numel() for o in opts for g in o.param_groups
                       for p in g["params"]}
         n = sum(params.values())
-        weights = "+".join(used) or "none"
+        weights = self.weights(row)
         line = (f"{name}: {self.params.profile} settings, {n / 1e6:.1f} M parameters, "
                 f"weights {weights}, {self.device}, ok")
         each = [(type(o).__name__, sum(p.numel() for g in o.param_groups for p in g["params"]))
