@@ -73,7 +73,7 @@ def test_dqn_row_differs_from_regress_agent_only_in_the_learner():
 
     params = P.load()
     shared = ("start", "start_jitter", "terminal_iou", "upgrade", "recog_lr", "gamma",
-              "episodes", "batch_size", "t_max", "width", "hidden", "backbone")
+              "episodes", "batch_size", "t_max", "width", "backbone")
     for profile in ("ci", "smoke", "paper"):
         params.raw["profile"] = profile
         cfg = {r: vars(P.build_config(methods.METHODS[r].config, params.method(r), r))
@@ -81,5 +81,12 @@ def test_dqn_row_differs_from_regress_agent_only_in_the_learner():
         ac, dqn = cfg["regress-agent-deepmask"], cfg["regress-dqn-deepmask-eurl"]
         for k in shared:
             assert ac[k] == pytest.approx(dqn[k]), (profile, k, ac[k], dqn[k])
+        # the heads belong to the learner: on the paper profile the actor-critic's policy
+        # and value layers sit on the ResNet-18's features (EU-RL), the Q-network keeps
+        # its fully connected layers (Caicedo & Lazebnik) at the agent's feature width
+        if ac["head_on_trunk"]:
+            assert profile == "paper" and dqn["hidden"] == 512
+        else:
+            assert ac["hidden"] == dqn["hidden"], profile
         assert dqn["reward"] == "eurl" and dqn["feedback"] and dqn["upgrade"]
         assert dqn["history"] == 0   # no action history in the state, as the actor-critic

@@ -171,6 +171,7 @@ def train_dqn(cfg: DQNConfig, data, run) -> str:
     n = images.shape[0]
 
     def step_fn(step: int) -> dict:
+        qnet.train()   # `greedy` (eval_fn) leaves it in eval mode (BatchNorm of resnet18)
         g = engine.generator(run.seed, "dqn", step)
         frac = min(1.0, step / max(1.0, cfg.eps_decay * cfg.episodes))
         eps = cfg.eps_start + (cfg.eps_end - cfg.eps_start) * frac

@@ -79,7 +79,10 @@ class AgentConfig:
     width: int = 16
     """Channels of the policy/value trunk's first convolution."""
     hidden: int = 128
-    """Width of the shared fully connected layer."""
+    """Width of the shared fully connected layer (unless `head_on_trunk`)."""
+    head_on_trunk: bool = False
+    """No shared layer: the policy and value heads on the trunk's pooled features (EU-RL's
+    ResNet-18, "the last layer is replaced with a fully connected layer with 9 output units")."""
     backbone: str = "small"
     """Policy/value trunk: "small" (three convolutions) or "resnet18" (the paper's)."""
     weights: str = "none"
@@ -154,7 +157,7 @@ def train_agent(cfg: AgentConfig, data, run) -> str:
     val_starts = _starts(cfg.start, val["image"][probe], reg, size)
     env = _env(deepmask_recognizer(dm, crop_size), cfg)
     net = PolicyValueNet(env.obs_channels, env.n_actions, cfg.width, cfg.hidden,
-                         cfg.backbone, cfg.weights).to(run.device)
+                         cfg.backbone, cfg.weights, cfg.head_on_trunk).to(run.device)
     agent = TDActorCritic(net, cfg.lr, cfg.gamma, cfg.entropy, cfg.value_coef)
     recog_opt = optim.adam(dm.parameters(), cfg.recog_lr)
     images = as_float(train["image"])
@@ -205,7 +208,7 @@ def _load(ckpt: str, device):
     state = engine.load_checkpoint(ckpt)
     cfg = state["config"]
     net = PolicyValueNet(state["obs_channels"], 9, cfg["width"], cfg["hidden"],
-                         cfg["backbone"]).to(device)
+                         cfg["backbone"], head_on_trunk=cfg.get("head_on_trunk", False)).to(device)
     net.load_state_dict(state["policy"])
     dm = mask_net(state["deepmask_config"]).to(device)
     dm.load_state_dict(state["upgraded"])

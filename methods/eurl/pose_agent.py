@@ -101,7 +101,10 @@ class PoseAgentConfig:
     width: int = 16
     """Channels of the policy/value trunk's first convolution."""
     hidden: int = 128
-    """Width of the shared fully connected layer."""
+    """Width of the shared fully connected layer (unless `head_on_trunk`)."""
+    head_on_trunk: bool = False
+    """No shared layer: the policy and value heads on the trunk's pooled features (EU-RL's
+    ResNet-18, "the last layer is replaced with a fully connected layer with 9 output units")."""
     backbone: str = "small"
     """Policy/value trunk: "small" (three convolutions) or "resnet18" (the paper's)."""
     weights: str = "none"
@@ -159,16 +162,24 @@ def pose_recognizer(net, arch: dict) -> Recognizer:
 class SequenceEnv(BoxEnv):
     """The pose pipeline's `BoxEnv`: it remembers every box the pose network was shown
     during the episodes (`visited`: (episode index, box) pairs) for the every-step upgrade
-    of Fig. 4c, d, and normalises the agent's input: each crop channel standardised per
-    image, heatmaps scaled by `heat_gain`. (The small policy trunk has no normalisation
-    layer and, fed raw crops and faint heatmaps, sees nearly the same input in every state.)
+    of Fig. 4c, d, and normalises the agent's input: heatmaps scaled by `heat_gain`; for
+    the small trunk (`standardise`) each crop channel standardised per image (it has no
+    normalisation layer and, fed raw crops and faint heatmaps, sees nearly the same input
+    in every state); for the pretrained resnet18 trunk the crop centred as the COCO
+    agents' (`crop - 0.5`), which the trunk renormalises with ImageNet's mean and std
+    (`rlcv.models.agent_nets.ConvTrunk`).
     """
 
     heat_gain = 4.0
+    standardise = True
+    """Standardise each crop channel per image (small trunk); false: `crop - 0.5`."""
 
     def compose(self, crops: torch.Tensor, outputs: torch.Tensor | None) -> torch.Tensor:
-        x = crops - crops.mean((2, 3), keepdim=True)
-        x = x / crops.std((2, 3), keepdim=True).clamp(min=0.02)
+        if self.standardise:
+            x = crops - crops.mean((2, 3), keepdim=True)
+            x = x / crops.std((2, 3), keepdim=True).clamp(min=0.02)
+        else:
+            x = crops - 0.5
         if not self.feedback:
             return x
         return torch.cat([x, self.heat_gain * self.recognizer.observe(outputs)], 1)
@@ -187,10 +198,13 @@ class SequenceEnv(BoxEnv):
 
 
 def make_env(net, arch: dict, cfg: dict) -> SequenceEnv:
-    """The box environment of the pose pipeline with Eq. 1 rewards (α = 0.1, ε)."""
-    return SequenceEnv(pose_recognizer(net, arch), HeatmapLoss(arch),
-                       EURLReward(alpha=0.1, epsilon=cfg["epsilon"]), t_max=cfg["t_max"],
-                       feedback=cfg["feedback"])
+    """The box environment of the pose pipeline with Eq. 1 rewards (α = 0.1, ε); the crop
+    in the range the agent's trunk (`backbone`) expects."""
+    env = SequenceEnv(pose_recognizer(net, arch), HeatmapLoss(arch),
+                      EURLReward(alpha=0.1, epsilon=cfg["epsilon"]), t_max=cfg["t_max"],
+                      feedback=cfg["feedback"])
+    env.standardise = cfg.get("backbone", "small") != "resnet18"
+    return env
 
 
 def upgrade_every_step(env: SequenceEnv, opt, images: torch.Tensor, targets: dict, n: int,
@@ -287,7 +301,7 @@ def _fit_variant(c: dict, run, sh: dict, phase: str) -> dict:
     with torch.random.fork_rng():
         torch.manual_seed(run.seed)
         policy = PolicyValueNet(env.obs_channels, env.n_actions, c["width"], c["hidden"],
-                                c["backbone"], c["weights"]).to(run.device)
+                                c["backbone"], c["weights"], c["head_on_trunk"]).to(run.device)
     agent = TDActorCritic(policy, c["lr"], c["gamma"], c["entropy"])
     recog_opt = optim.adam(net.parameters(), c["recog_lr"])
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -366,7 +380,7 @@ def _evaluate_variant(state: dict, variant: dict, val: dict, with_pckh: bool) ->
                       rc["max_dets"])
     net = load_pose_net(variant["pose"], arch, dev)
     policy = PolicyValueNet(variant["obs_channels"], 9, cfg["width"], cfg["hidden"],
-                            cfg["backbone"]).to(dev)
+                            cfg["backbone"], head_on_trunk=cfg.get("head_on_trunk", False)).to(dev)
     policy.load_state_dict(variant["policy"])
     env = make_env(net, arch, cfg)
     # no ground truth at test time: the loss (hence the rewards) is computed against

@@ -216,19 +216,20 @@ def fit_pose(run, phase: str, net: StackedHourglass, arch: dict, data, kind: str
 
 # ------------------------------------------------------------------------ detector
 
-DET_ARCH = ("det_backbone", "det_width", "det_proposals", "det_weights")
+DET_ARCH = ("det_backbone", "det_width", "det_proposals", "det_weights", "max_dets")
 
 
 def build_person_detector(arch: dict, image_size: int, load: bool = False):
     """torchvision Faster R-CNN (`rlcv.models.detector`) for one class, person; anchors
     spread over 1/8 .. 3/4 of the image side, since people fill a large part of it. Or,
     `det_backbone: ssd300_vgg16`, RMPE's SSD (`rlcv.models.paper_backbones`). Pretrained
-    weights are loaded only when `load` (a checkpoint's replace them otherwise)."""
+    weights are loaded only when `load` (a checkpoint's replace them otherwise). SSD keeps
+    the row's `max_dets` detections per image (20 for architectures saved without it)."""
     weights = arch.get("det_weights", "none")
     if arch["det_backbone"] == "ssd300_vgg16":
         from rlcv.models.paper_backbones import ssd300_person
 
-        return ssd300_person(weights, detections=20, load=load)
+        return ssd300_person(weights, detections=arch.get("max_dets", 20), load=load)
     anchors = tuple(max(4, int(image_size * f)) for f in (0.125, 0.25, 0.5, 0.75))
     return build_detector(arch["det_backbone"], False, 2, image_size, arch["det_width"],
                           head_dim=64, roi_size=5, anchor_sizes=anchors,

@@ -62,7 +62,8 @@ def resnet101_fpn(weights: str = "none", load: bool = True) -> nn.Module:
 def ssd300_person(weights_backbone: str = "none", detections: int = 20,
                   load: bool = True) -> nn.Module:
     """torchvision's SSD300 (VGG-16 trunk from `weights_backbone` when `load`) for one
-    class, person."""
+    class, person, keeping the top `detections` per image after its NMS (RMPE's row
+    passes its `max_dets`, `methods.eurl.pose_data.build_person_detector`)."""
     from torchvision.models.detection import ssd300_vgg16
 
     if not load:
