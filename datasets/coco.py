@@ -10,9 +10,11 @@ Official layout read here (any COCO-format annotation file: `instances` or
 Subsets staged, from one pass over the images (each image decoded once), each in its
 own frame (`datasets.coco_frames`: the params' `image_size`/`resize`/`max_size`, overridden
 per subset by a block named after it; a source coordinate maps to staged pixels by
-`* scale`). The paper profile stages `single` as EU-RL's 224 x 224 letterboxed squares
-and `detection` as Rao et al. do after Detectron: shorter side 800, longer side at most
-1333; the small profiles stage both letterboxed to one `image_size`.
+`* scale`). The paper profile stages `single` letterboxed to 640 x 640, COCO's own
+resolution (its longest sides are 640 px: EU-RL states no image size, and its agents and
+DeepMask cut 224 px crops from the image, so a small object keeps its pixels), and
+`detection` as Rao et al. do after Detectron: shorter side 800, longer side at most 1333;
+the small profiles stage both letterboxed to one `image_size`.
 
 - `single` (EU-RL Section 4.1, "subset D"): images with exactly one non-crowd
   annotation whose box is at least `min_object` pixels on both sides (crowd regions are
@@ -71,7 +73,7 @@ PARAMS = {
     "config": {"seed": 0, "annotation": "instances"},
     "ci": {"n_train": 24, "n_val": 12, "image_size": 64, "min_object": 16},
     "smoke": {"n_train": 400, "n_val": 120, "image_size": 96, "min_object": 24},
-    "paper": {"root": "coco", "min_object": 32, "cache": False, "single": {"image_size": 224},
+    "paper": {"root": "coco", "min_object": 32, "cache": False, "single": {"image_size": 640},
               "detection": {"image_size": 800, "resize": "shorter", "max_size": 1333}},
 }
 FIELDS = {

@@ -4,7 +4,7 @@ Each subset is staged in its own frame, read from the coco params: the top-level
 `image_size`, `resize` and `max_size` are the default of both subsets, and a block
 named after a subset overrides them for that subset only, e.g. (the paper profile)::
 
-    single: {image_size: 224}                                    # EU-RL's 224 x 224
+    single: {image_size: 640}                                    # COCO's own 640
     detection: {image_size: 800, resize: shorter, max_size: 1333}   # Rao et al. / Detectron
 
 `resize: letterbox` (default) fits an h x w image into image_size x image_size, top-left

@@ -197,13 +197,14 @@ def test_paper_profile_sets_the_papers_networks_rates_and_crops(repo):
               "pascal-context": ("resnet50", 473, 5e-4, 5e-5)}
     for ds, (backbone, crop, base_lr, lr) in expect.items():
         base = P.build_config(C.BaselineConfig, params.method(f"ciss-baseline-{ds}"), ds)
-        assert (base.backbone, base.crop_size, base.optimizer, base.schedule) == (
-            backbone, crop, "sgd", "poly")
+        assert (base.backbone, base.crop_size, base.optimizer, base.schedule,
+                base.batch_size) == (backbone, crop, "sgd", "poly", 16)
         rows = [f"ciss-net-{ds}"] + ([f"ciss-ablations-{ds}"] if ds != "pascal-context" else [])
         for row in rows:
             cls = C.AblationConfig if "ablations" in row else C.CissConfig
             cfg = P.build_config(cls, params.method(row), row)
             assert (cfg.base_lr, cfg.lr, cfg.crop_size, cfg.base_width) == (base_lr, lr, crop,
                                                                             512), row
+            # "sixteen Nvidia M40 GPUs. The batch size on each gpu is 2": 32
             assert (cfg.optimizer, cfg.schedule, cfg.dropout, cfg.batch_size) == (
-                "sgd", "poly", 0.1, 16), row
+                "sgd", "poly", 0.1, 32), row

@@ -1,7 +1,8 @@
-"""COCO staged in each subset's own frame (issue 17): `single` letterboxed (EU-RL's
-224 x 224), `detection` by its shorter side (Rao et al.'s 800, longer side at most 1333),
-here at small stand-ins (48; 80 / 100) on the synthetic ci COCO; the detector built from
-the staged frame trains and scores on the variable-size images without resizing them."""
+"""COCO staged in each subset's own frame (issue 17): `single` letterboxed (COCO's own
+640 x 640 on the paper profile), `detection` by its shorter side (Rao et al.'s 800, longer
+side at most 1333), here at small stand-ins (48; 80 / 100) on the synthetic ci COCO; the
+detector built from the staged frame trains and scores on the variable-size images without
+resizing them."""
 
 from __future__ import annotations
 

@@ -42,7 +42,7 @@ def _one_image_folder(root, h=300, w=450, box=(60, 45, 150, 120)):
 
 def test_paper_stage_writes_no_pixels_and_an_800px_sample_round_trips(tmp_path):
     root = _one_image_folder(tmp_path / "coco")
-    cfg = _paper_cfg()   # single: 224 letterbox (EU-RL); detection: shorter side 800 (Rao)
+    cfg = _paper_cfg()   # single: 640 letterbox (COCO's own); detection: shorter side 800
     assert cfg["cache"] is False   # the paper profile stages an index only
     coco.stage(root, tmp_path / "staged", cfg)
     files = sorted(p.name for p in (tmp_path / "staged").rglob("*") if p.is_file())
@@ -52,11 +52,11 @@ def test_paper_stage_writes_no_pixels_and_an_800px_sample_round_trips(tmp_path):
     single = Staged(tmp_path / "staged" / "single")
     (split,) = single.splits   # subset D re-splits its one image (issue 19's 9,334 / 4,694)
     (batch,) = list(single.loader(split, batch_size=1, seed=0, workers=1))
-    assert batch["image"].shape == (1, 3, 224, 224) and batch["image"].dtype == torch.uint8
-    want_box = source_box * 224 / 450
+    assert batch["image"].shape == (1, 3, 640, 640) and batch["image"].dtype == torch.uint8
+    want_box = source_box * 640 / 450
     torch.testing.assert_close(batch["box"][0], want_box)
     mask = batch["mask"][0]
-    assert mask.shape == (224, 224) and mask.dtype == torch.bool
+    assert mask.shape == (640, 640) and mask.dtype == torch.bool
     ys, xs = torch.nonzero(mask, as_tuple=True)
     mask_box = torch.tensor([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]).float()
     assert (mask_box - want_box).abs().max() <= 2   # the polygon, rasterised then resized
