@@ -39,6 +39,10 @@ def test_checkpoints_flow_from_the_base(trained):
     soft = run_checkpoint(trained, "pgdet-ours-g1-softnms")
     for k in std["base"]:   # every fine-tuned row starts from the standard row's base
         assert torch.equal(ours["base"][k], std["base"][k])
+    # ... and from its optimizer state at the end of the base phase, not after the
+    # standard row's own fine-tune (which once updated the saved state in place)
+    steps = {float(s["step"]) for s in std["base_opt"]["state"].values()}
+    assert steps == {float(std["config"]["base_steps"])}, steps
     moved = [k for k in ours["model"] if ours["model"][k].is_floating_point()
              and not torch.equal(ours["model"][k], ours["base"][k])]
     assert moved, "fine-tuning changed no weight"

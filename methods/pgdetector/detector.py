@@ -324,7 +324,9 @@ def _fit(cfg: PGDetectorConfig, data, run, model, phase: str, steps: int, lr: fl
     opt = optim.build(cfg.optimizer, model.parameters(), lr, cfg.momentum, cfg.weight_decay)
     lut = frcnn.class_lut(gt)
     if opt_state is not None:
-        opt.load_state_dict(opt_state)
+        # a copy: torch's load_state_dict keeps the given state tensors, and the steps
+        # would update the caller's `opt_state` (the base's, saved for the fine-tuned rows)
+        opt.load_state_dict(copy.deepcopy(opt_state))
     loss_fn = LOSSES[loss]
 
     def step_fn(step: int) -> dict:
