@@ -10,6 +10,7 @@ import torch
 from torchvision.models.detection.rpn import RPNHead
 
 from rlcv.models.detector import WideRPNHead, build_detector
+from tests.test_pgdetector import _images, _tiny
 
 PAPER_RPN = {"rpn_width": 512, "rpn_anchors_per_image": 256, "rpn_pre_nms_test": 8000,
              "rpn_min_size": 2}
@@ -17,19 +18,6 @@ PAPER_ANCHORS = (32, 64, 128, 256, 512)
 UNSET = {"rpn_width": None, "rpn_anchors_per_image": None, "rpn_pre_nms_test": None,
          "rpn_min_size": 1e-3}
 ZERO = {"rpn_width": 0, "rpn_anchors_per_image": 0, "rpn_pre_nms_test": 0}
-
-
-def _tiny(fpn: bool = False, **rpn):
-    return build_detector(fpn=fpn, width=4, head_dim=16, roi_size=3, image_size=64,
-                          proposals=16, rois_per_image=8, **rpn)
-
-
-def _images(n: int):
-    g = torch.Generator().manual_seed(1)
-    images = [torch.rand(3, 64, 64, generator=g) for _ in range(n)]
-    targets = [{"boxes": torch.tensor([[5.0, 5, 30, 30], [20.0, 22, 60, 50]]),
-                "labels": torch.tensor([1, 3])} for _ in range(n)]
-    return images, targets
 
 
 def _count(model) -> int:

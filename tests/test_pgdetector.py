@@ -260,9 +260,10 @@ def test_ohem_loss_backpropagates_only_through_the_hardest_rois():
 # ----------------------------------------------------------------------------- detector
 
 
-def _tiny(fpn: bool = False):
+def _tiny(fpn: bool = False, **rpn):
+    """A ci-sized detector on 64 px images (`rpn`: the RPN settings, tests/test_detector_rpn)."""
     return build_detector(fpn=fpn, width=4, head_dim=16, roi_size=3, image_size=64,
-                          proposals=16, rois_per_image=8)
+                          proposals=16, rois_per_image=8, **rpn)
 
 
 def _images(n: int):
