@@ -282,8 +282,14 @@ def _evaluate_seed(params: P.Params, row, seed: int) -> None:
 
 
 def weights_used(params: P.Params, row) -> str:
+    """The pretrained weights a row's run starts from (`weights_list`), joined by "+";
+    "none": random initialisation."""
+    return "+".join(weights_list(params, row)) or "none"
+
+
+def weights_list(params: P.Params, row) -> list[str]:
     """The pretrained weights a row's run starts from, its own and its requirements'
-    (settings `weights`, `*_weights`), joined by "+"; "none": random initialisation."""
+    (settings `weights`, `*_weights`), each once; empty: random initialisation."""
     import methods
     from rlcv.dryrun import weight_keys
 
@@ -297,7 +303,7 @@ def weights_used(params: P.Params, row) -> str:
         names += [str(values[k]) for k in weight_keys(values)
                   if str(values[k]).lower() != "none" and str(values[k]) not in names]
         todo += list(methods.get(name).requires)
-    return "+".join(names) or "none"
+    return names
 
 
 def _check_checkpoint(params: P.Params, row, seed: int, ckpt: Path) -> None:

@@ -15,7 +15,7 @@ px). Architectures, optimizers, schedules, learning rates and every other settin
 the profile's. The line's parameters: those of the modules the row's evaluation runs,
 each network once. Pretrained weights whose file is not in the torch hub cache are
 replaced by a random initialisation; the line's `weights` are those the row starts from,
-its own and its requirements' (`rlcv.cli.weights_used`), less those replaced (`weights
+its own and its requirements' (`rlcv.cli.weights_list`), less those replaced (`weights
 none`: none left).
 """
 
@@ -177,24 +177,19 @@ class DryRun:
                 values[f.name] = f.default
         return shrink(values)
 
-    def config(self, row) -> tuple[object, list[str]]:
-        """The row's dataclass config from `settings`; and its own pretrained weights used
-        (absent files replaced by `none`)."""
+    def config(self, row):
+        """The row's dataclass config from `settings`, weights whose file is absent
+        replaced by `none`."""
         from rlcv.models import pretrained
 
         values = self.settings(row.name)
-        used = []
         for key in weight_keys(values):
             if not pretrained.available(values[key]):
                 values[key] = pretrained.NONE
-            if str(values[key]).lower() != pretrained.NONE:
-                used.append(str(values[key]))
-        cfg = P.build_config(row.config, values, f"{self.params.path} methods.{row.name}")
-        return cfg, used
+        return P.build_config(row.config, values, f"{self.params.path} methods.{row.name}")
 
-    def train(self, name: str) -> tuple[Path, list, list[str]]:
-        """Dry-train row `name` (its requirements first); its checkpoint, optimizers and
-        the pretrained weights it loaded."""
+    def train(self, name: str) -> tuple[Path, list]:
+        """Dry-train row `name` (its requirements first); its checkpoint and optimizers."""
         import methods
         from rlcv import engine
 
@@ -202,7 +197,7 @@ class DryRun:
         for req in row.requires:
             if req not in self.checkpoints:
                 self.train(req)
-        cfg, used = self.config(row)
+        cfg = self.config(row)
         data = self.data(row)
         engine.seed_everything(0)
         # a fresh folder each time: a row trained before as a requirement takes its steps
@@ -215,18 +210,17 @@ class DryRun:
         for f in out.rglob("*.ckpt.pt"):   # the phases' resume states: GBs at paper sizes
             f.unlink()
         self.checkpoints[name] = Path(ckpt)
-        return Path(ckpt), opts, used
+        return Path(ckpt), opts
 
     def weights(self, row) -> str:
         """The pretrained weights row `row`'s dry run starts from, its own and its
-        requirements' (`rlcv.cli.weights_used`), less those not in the hub cache (`config`
+        requirements' (`rlcv.cli.weights_list`), less those not in the hub cache (`config`
         replaced them); "+"-joined, "none" when none is left."""
-        from rlcv.cli import weights_used
+        from rlcv.cli import weights_list
         from rlcv.models import pretrained
 
-        names = weights_used(self.params, row).split("+")
-        return "+".join(w for w in names
-                        if w.lower() != pretrained.NONE and pretrained.available(w)) or "none"
+        names = weights_list(self.params, row)
+        return "+".join(w for w in names if pretrained.available(w)) or "none"
 
     def forget(self, name: str) -> None:
         """Delete row `name`'s dry checkpoint unless another registry row requires it (a
@@ -247,7 +241,7 @@ class DryRun:
 
         import methods
 
-        ckpt, opts, _ = self.train(name)
+        ckpt, opts = self.train(name)
         row = methods.get(name)
         with record_modules() as mods:
             metrics = row.evaluate(str(ckpt), self.data(row))

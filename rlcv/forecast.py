@@ -201,7 +201,7 @@ class Forecast(DryRun):
 
         self.target, self.counts = name, {}
         with StepTimer(self.device) as timer:
-            _, opts, _ = self.train(name)
+            _, opts = self.train(name)
         self.forget(name)
         steps = [(f"{type(o).__name__}#{i}", timer.times.get(o, [])) for i, o in enumerate(opts)]
         out = {"row": name, **assign(steps, self.counts, self.warmup),
