@@ -13,7 +13,8 @@ Here the plain parse is memoized by the file's text (each caller gets its own de
 and the lock DVC just wrote is handed back instead of re-parsed, as long as the file
 still holds exactly that text. What DVC reads, decides and writes is unchanged: only the
 number of parses is. If DVC's internals move (another version), this runs DVC unchanged.
-Plain `dvc repro` stays a valid way to run the pipeline, only slower.
+Plain `dvc repro` stays a valid way to run the pipeline, only slower. A `repro` here also
+runs its stages' `rlcv` commands through one warm process (`rlcv.forkserver`).
 """
 
 from __future__ import annotations
@@ -101,10 +102,17 @@ def uninstall() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`dvc ARGV`; a `repro` runs its stages' `rlcv` commands through `rlcv.forkserver`."""
+    argv = sys.argv[1:] if argv is None else argv
     install()
     from dvc.cli import main as dvc_main
 
-    return dvc_main(sys.argv[1:] if argv is None else argv)
+    if argv[:1] != ["repro"]:
+        return dvc_main(argv)
+    from rlcv.forkserver import serving
+
+    with serving():
+        return dvc_main(argv)
 
 
 if __name__ == "__main__":

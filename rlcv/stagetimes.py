@@ -3,12 +3,13 @@
     python -m rlcv.stagetimes run   [--log results/stage-times.csv] [-- DVC_REPRO_ARGS...]
     python -m rlcv.stagetimes table [--log results/stage-times.csv]
 
-`run` puts a shim first on PATH that records, for every `rlcv` command DVC starts, when it
-started and ended and how long the process took to import rlcv's command line (torch
-included: the start-up every stage pays), then runs `dvc repro` through `rlcv.dvcrun`,
-as `make repro` does. What lies between one command's end and the next one's start is
-DVC's bookkeeping (hashing deps and outs, writing dvc.lock, checking the next stage).
-`table` prints the per-stage markdown table README.md carries and the totals by kind.
+`run` runs `dvc repro` through `rlcv.dvcrun`, as `make repro` does, with RLCV_STAGE_LOG
+set: every `rlcv` command DVC starts then records when its process started and ended and
+how long it took to be ready to work (importing rlcv's command line, torch included: the
+start-up every stage pays; with `rlcv.forkserver`, the client's start and the fork).
+What lies between one command's end and the next one's start is DVC's bookkeeping
+(hashing deps and outs, writing dvc.lock, checking the next stage). `table` prints the
+per-stage markdown table README.md carries and the totals by kind.
 Nothing here changes what a stage computes.
 """
 
@@ -17,25 +18,17 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import shlex
-import stat
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 FIELDS = ("stage", "start", "startup_s", "end", "rc")
 
-_SHIM = """#!/bin/sh
-# written by rlcv.stagetimes: times one rlcv command for the per-stage table
-exec {python} -m rlcv.stagetimes _exec "$@"
-"""
-
-
-def _exec(argv: list[str]) -> int:
-    """Run one rlcv command in this process, appending its times to $RLCV_STAGE_LOG."""
-    start = _process_start()
+def _exec(argv: list[str], start: float | None = None) -> int:
+    """Run one rlcv command in this process, appending its times to $RLCV_STAGE_LOG
+    (`start`: when the command's process started; this process's start by default)."""
+    start = _process_start() if start is None else start
     import torch  # noqa: F401  the import every stage pays, whichever module does it first
 
     from rlcv import cli
@@ -68,15 +61,10 @@ def run(log: Path, dvc_args: list[str]) -> int:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w", newline="") as fh:
         csv.writer(fh).writerow(FIELDS)
-    with tempfile.TemporaryDirectory(prefix="rlcv-shim-") as shim_dir:
-        shim = Path(shim_dir) / "rlcv"
-        shim.write_text(_SHIM.format(python=shlex.quote(sys.executable)))
-        shim.chmod(shim.stat().st_mode | stat.S_IXUSR)
-        env = {**os.environ, "RLCV_STAGE_LOG": str(log.resolve()),
-               "PATH": f"{shim_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
-        t0 = time.time()
-        rc = subprocess.call([sys.executable, "-m", "rlcv.dvcrun", "repro", *dvc_args], env=env)
-        total = time.time() - t0
+    env = {**os.environ, "RLCV_STAGE_LOG": str(log.resolve())}
+    t0 = time.time()
+    rc = subprocess.call([sys.executable, "-m", "rlcv.dvcrun", "repro", *dvc_args], env=env)
+    total = time.time() - t0
     with open(log, "a", newline="") as fh:
         csv.writer(fh).writerow(["(dvc repro total)", f"{t0:.3f}", "0", f"{t0 + total:.3f}", rc])
     return rc
