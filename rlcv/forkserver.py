@@ -34,6 +34,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -191,20 +192,47 @@ def serve(path: str) -> None:
 # ------------------------------------------------------------------------------ client
 
 
+def _starting(pid: str) -> bool:
+    """Whether server process `pid` (RLCV_FORKSERVER_PID) is alive, so still starting."""
+    try:
+        state = Path(f"/proc/{int(pid)}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return state not in ("Z", "X")
+    except (OSError, ValueError, IndexError):
+        return False
+
+
+def _connect(path: str, wait: float = 60.0) -> socket.socket:
+    """A connection to the server; while it is still importing (the first stages of a
+    run start at once), wait for it rather than pay the start-up it is there to save."""
+    deadline = time.monotonic() + wait
+    while True:
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            conn.connect(path)
+            return conn
+        except (FileNotFoundError, ConnectionRefusedError):
+            conn.close()
+            if time.monotonic() > deadline or not _starting(
+                    os.environ.get("RLCV_FORKSERVER_PID", "")):
+                raise
+            time.sleep(0.05)
+
+
 def _served(argv: list[str], start: float) -> tuple[int | None, str]:
     """Run the command in the server: (its exit status, "served by PID"), or (None, why
     not) where the server cannot serve it exactly."""
     path = os.environ.get("RLCV_FORKSERVER", "")
     if not path or path == "off" or not hasattr(socket, "send_fds"):
         return None, "no server (RLCV_FORKSERVER unset or off)"
-    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn = None
     try:
-        conn.connect(path)
+        conn = _connect(path)
         _send(conn, {"key": _key(dict(os.environ)), "argv": argv, "argv0": "rlcv",
                      "cwd": os.getcwd(), "env": dict(os.environ), "start": start}, [0, 1, 2])
         first, _ = _recv(conn)
     except (OSError, EOFError, ValueError) as exc:
-        conn.close()
+        if conn is not None:
+            conn.close()
         return None, f"no server at {path} ({exc.__class__.__name__})"
     if "pid" not in first:
         conn.close()
@@ -253,7 +281,7 @@ def serving():
     server started, RLCV_FORKSERVER naming its socket; both in os.environ, which DVC hands
     to the stages. The server is stopped on leaving. Yields the server's process or None."""
     off = os.environ.get("RLCV_FORKSERVER") == "off" or not hasattr(socket, "send_fds")
-    saved = {k: os.environ.get(k) for k in ("PATH", "RLCV_FORKSERVER")}
+    saved = {k: os.environ.get(k) for k in ("PATH", "RLCV_FORKSERVER", "RLCV_FORKSERVER_PID")}
     with tempfile.TemporaryDirectory(prefix="rlcv-fork-") as tmp:
         sock, shim = Path(tmp) / "socket", Path(tmp) / "rlcv"
         shim.write_text(_SHIM.format(python=shlex.quote(sys.executable)))
@@ -264,6 +292,7 @@ def serving():
         os.environ["PATH"] = f"{tmp}{os.pathsep}{os.environ.get('PATH', '')}"
         if proc is not None:
             os.environ["RLCV_FORKSERVER"] = str(sock)
+            os.environ["RLCV_FORKSERVER_PID"] = str(proc.pid)
         try:
             yield proc
         finally:

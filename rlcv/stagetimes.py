@@ -46,13 +46,17 @@ def _exec(argv: list[str], start: float | None = None) -> int:
 
 
 def _process_start() -> float:
-    """This process's start time (Linux /proc); now where /proc is absent."""
+    """This process's start time (Linux /proc); now where /proc is absent.
+
+    The start is counted in clock ticks since boot; it is placed on the wall clock by the
+    time since boot now (CLOCK_BOOTTIME), not by /proc/stat's boot time, which is given
+    in whole seconds and put every start up to 1 s early (before 2026-12-07 the
+    start-up column carried that constant offset, and the DVC column lacked it)."""
     try:
         ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
-        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().split("\n")
-                    if line.startswith("btime"))
-        return boot + ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, StopIteration, IndexError, ValueError):
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
+        return time.time() - age
+    except (OSError, IndexError, ValueError, AttributeError):
         return time.time()
 
 
@@ -113,9 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("action", choices=("run", "table"))
     ap.add_argument("--log", type=Path, default=Path("results/stage-times.csv"))
     ap.add_argument("dvc_args", nargs="*", help="passed to `dvc repro` (after --)")
-    args = ap.parse_args(argv)
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []   # options for DVC too
+    args = ap.parse_args(argv[:len(argv) - len(extra) - bool(extra or "--" in argv)])
     if args.action == "run":
-        return run(args.log, args.dvc_args)
+        return run(args.log, [*args.dvc_args, *extra])
     if not args.log.is_file():
         print(f"error: {args.log}: no stage log; `python -m rlcv.stagetimes run` writes it",
               file=sys.stderr)

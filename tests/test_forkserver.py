@@ -95,6 +95,19 @@ def test_without_a_server_the_client_runs_the_command(ci_repo, tmp_path):
     assert proc.returncode == 2 and "unknown row" in proc.stderr
 
 
+def test_a_client_waits_for_a_starting_server(ci_repo, tmp_path):
+    sock = tmp_path / "s"
+    proc = subprocess.Popen([sys.executable, "-m", "rlcv.forkserver", "serve", str(sock)],
+                            cwd=ci_repo, env=_env(ci_repo), stdout=subprocess.DEVNULL,
+                            stdin=subprocess.DEVNULL)
+    try:      # started at once, as DVC's first stage is: the server is still importing
+        out = _client(ci_repo, sock, "train", "no-such-row", RLCV_FORKSERVER_PID=str(proc.pid))
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert "served by" in out.stderr and out.returncode == 2
+
+
 def test_a_signal_to_the_client_stops_the_command(ci_repo, server):
     params = (ci_repo / "params.yaml").read_text()
     set_params(ci_repo, **{f"methods__{ROW}__ci__steps": 100000})   # minutes of training
