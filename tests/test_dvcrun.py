@@ -53,6 +53,38 @@ def test_the_lock_dvc_wrote_is_reused_only_while_the_file_holds_it(patched, tmp_
         assert set(data["stages"]) == {"d"}
 
 
+def _dumped(dump, data) -> str:
+    import io
+
+    buf = io.StringIO()
+    dump(data, buf)
+    return buf.getvalue()
+
+
+def test_a_lock_dumped_stage_by_stage_is_the_whole_dump(patched):
+    from dvc.utils.serialize import _yaml
+    from ruamel.yaml import YAML
+
+    lock = Path(__file__).resolve().parents[1] / "dvc.lock"
+    data = _yaml.parse_yaml_for_update(lock.read_text(), str(lock))
+    whole, chunked = _yaml._dump, dvcrun.chunked(_yaml._dump)
+    assert _dumped(chunked, data) == _dumped(whole, data) == lock.read_text()
+    names = list(data["stages"])
+    # what DVC does after a stage: a fresh entry in place of the old one; and more
+    data["stages"].update({names[5]: {"cmd": "rlcv train x", "deps": [{"path": "a.py",
+                                                                       "md5": "0" * 32}]}})
+    data["stages"]["new-stage"] = {"cmd": "echo 1", "outs": [{"path": "o", "size": 3}]}
+    del data["stages"][names[0]]
+    text = _dumped(chunked, data)
+    assert text == _dumped(whole, data)
+    # DVC reads the lock it wrote back: parsed stage by stage, the same mapping
+    assert _yaml.parse_yaml(text, "dvc.lock") == YAML(typ="safe").load(text)
+    shared = [{"path": "same.py"}]        # one node in two entries: anchors, dumped whole
+    data["stages"][names[1]]["deps"] = data["stages"][names[2]]["deps"] = shared
+    text = _dumped(chunked, data)
+    assert "&id001" in text and text == _dumped(whole, data)
+
+
 def test_without_the_functions_it_wraps_dvc_runs_unpatched(monkeypatch):
     from dvc.utils.serialize import _yaml
 
