@@ -90,9 +90,12 @@ def _expected(path: Path) -> dict[str, float]:
 
 def _repro_times(path: Path, rows: list[str], seeds: list[str]) -> dict[str, tuple[str, str]]:
     """Train and evaluate seconds per row from a `make repro-timed` log, where it ran
-    these seeds (the committed params' profile)."""
+    these seeds (the committed params' profile); evaluate is blank where DVC skipped it
+    (its checkpoints the bits dvc.lock records), not 0."""
     timed, tail = _stage_seconds(path), " --seed " + " ".join(seeds)
-    return {r: (f"{timed[f'train {r}{tail}']:.1f}", f"{timed.get(f'evaluate {r}{tail}', 0):.1f}")
+    evaluate = {r: timed.get(f"evaluate {r}{tail}") for r in rows}
+    return {r: (f"{timed[f'train {r}{tail}']:.1f}",
+                "" if evaluate[r] is None else f"{evaluate[r]:.1f}")
             for r in rows if f"train {r}{tail}" in timed}
 
 
