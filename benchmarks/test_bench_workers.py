@@ -53,3 +53,65 @@ def test_five_seeds_at_once(benchmark, monkeypatch):
     print(f"\n5 seeds on {cores} cores: {old} jobs {before:.2f} s, {new} jobs "
           f"{now:.2f} s, ratio {ratio:.2f}x")
     assert ratio >= 0.95
+
+
+def _conv_seed(seed: int) -> None:
+    """A smoke-sized training loop: small convolutions, batch norm, backward, Adam (the
+    shape of the EU-RL pose network's work, whose seeds this was measured on)."""
+    torch.manual_seed(seed)
+    torch.set_num_threads(1)
+    net = torch.nn.Sequential(*[m for _ in range(4) for m in (
+        torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU())])
+    opt = torch.optim.Adam(net.parameters(), 1e-3, foreach=True)
+    x = torch.randn(16, 8, 32, 32)
+    for _ in range(300):
+        opt.zero_grad()
+        net(x).square().mean().backward()
+        opt.step()
+
+
+def _run_seeds(monkeypatch, slice_ms) -> tuple[float, int]:
+    """Wall seconds and involuntary context switches of the five seeds' workers."""
+    import resource
+
+    from rlcv import workers
+
+    monkeypatch.setattr(workers, "SLICE_MS", slice_ms)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_nivcsw
+    t0 = time.perf_counter()
+    for_each_seed(SEEDS, _conv_seed)
+    wall = time.perf_counter() - t0
+    return wall, resource.getrusage(resource.RUSAGE_CHILDREN).ru_nivcsw - before
+
+
+def test_long_time_slices_for_oversubscribed_seeds(benchmark, monkeypatch):
+    """Five seeds on fewer cores, all at once: with 100 ms time slices (since issue 22)
+    against the kernel's default slice (the code before), in the same run. Asserted where
+    the kernel takes the slice (Linux 6.12+): the workers were switched out at most half as
+    often, and the row was not slower (ratio <= 1.05: the gain, 0.92-0.94x here and 0.91x
+    on eurl-pose-boxes, moves with the machine's caches and load); the ratio is printed
+    and kept in extra_info."""
+    import multiprocessing as mp
+
+    from rlcv.workers import long_time_slice
+
+    cores = usable_cores()
+    if cores >= len(SEEDS):
+        import pytest
+        pytest.skip(f"{cores} cores: five seeds do not outnumber them")
+    with mp.get_context("fork").Pool(1) as pool:
+        taken = pool.apply(long_time_slice, (50,))
+    monkeypatch.setenv("RLCV_JOBS", str(len(SEEDS)))
+    monkeypatch.setenv("RLCV_DEVICE", "cpu")
+    ref = min(_run_seeds(monkeypatch, None) for _ in range(2))
+    ours = min(_run_seeds(monkeypatch, 100) for _ in range(2))
+    benchmark.pedantic(_run_seeds, args=(monkeypatch, 100), rounds=1, iterations=1)
+    ratio, switches = ours[0] / ref[0], ours[1] / max(1, ref[1])
+    benchmark.extra_info.update(cores=cores, slice_taken=taken, ratio=round(ratio, 3),
+                                switch_ratio=round(switches, 3))
+    print(f"\n5 seeds on {cores} cores: default slice {ref[0]:.2f} s ({ref[1]} switches), "
+          f"100 ms slices {ours[0]:.2f} s ({ours[1]} switches): {ratio:.2f}x")
+    if not taken:
+        return
+    assert switches <= 0.5, f"the workers switched {switches:.2f}x as often"
+    assert ratio <= 1.05, f"five seeds with long slices took {ratio:.2f}x the time"

@@ -9,7 +9,9 @@ spin-waits of a thread pool: three seeds on two cores all at once took 17.8 s wh
 then one took 22.9 s (regress-dqn-deepmask, smoke). Each seed is seeded afresh in its own
 process, so its result does not depend on which seeds ran beside it or in what order.
 The default allows three workers per core, so that five seeds on two cores all run at
-once instead of four and then one (see OVERSUBSCRIBE).
+once instead of four and then one (see OVERSUBSCRIBE). Workers that outnumber the cores ask
+the kernel for 100 ms time slices instead of its ~3 ms default, so that they take turns
+without emptying each other's caches 500 times a second (see SLICE_MS).
 
 A worker that fails prints its own one-line error; the parent stops the others and exits
 with the worker's code, without a second message. A worker dies with its parent (Linux's
@@ -24,6 +26,7 @@ import ctypes
 import multiprocessing as mp
 import os
 import signal
+import struct
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -94,6 +97,49 @@ on two cores, 2 per core ran four and then one, and the fifth ran alone on one c
 the other idled (benchmarks/test_bench_workers.py measures the difference)."""
 
 
+SLICE_MS: int | None = 100
+"""The scheduler time slice (ms) a CPU worker asks for when the workers outnumber the
+cores (None: the kernel's default). Five single-threaded seeds on two cores take turns on
+them; Linux's default slice (~3 ms, `sched_base_slice`) switches them ~500 times a
+second, and each switch refills the caches the other seed emptied: a smoke row's five
+seeds used 1.16x the CPU time of the same seeds two at a time (eurl-pose-boxes: 323 s
+against 278 s). With 100 ms slices they switch ~10x less often: the row took 0.91x the
+wall time (166.4 -> 150.8 s; regress-dqn-deepmask-eurl 198.5 -> 191.4 s), with the same
+bits (scheduling changes no computation). benchmarks/test_bench_workers.py measures it."""
+
+_SCHED_ATTR = struct.Struct("IIQiIQQQII")     # struct sched_attr, SCHED_ATTR_SIZE_VER1
+_SCHED_SYSCALLS = {"x86_64": (314, 315), "aarch64": (274, 275)}   # sched_{set,get}attr
+_FAIR_POLICIES = (0, 3)                       # SCHED_OTHER, SCHED_BATCH
+
+
+def _sched_attr(libc, getattr_nr: int) -> list | None:
+    buf = ctypes.create_string_buffer(_SCHED_ATTR.size)
+    if libc.syscall(getattr_nr, 0, buf, _SCHED_ATTR.size, 0) != 0:
+        return None
+    return list(_SCHED_ATTR.unpack(buf.raw))
+
+
+def long_time_slice(ms: int) -> bool:
+    """Ask the kernel for `ms`-long time slices for this process: sched_setattr's
+    sched_runtime on a fair-class task, which Linux's EEVDF scheduler (6.12 and later)
+    takes as the task's slice, clamped to 0.1-100 ms. Policy and nice value are kept.
+    Returns whether the kernel now reports that slice; elsewhere (another OS or
+    architecture, an older kernel, a real-time policy) it changes nothing."""
+    nrs = _SCHED_SYSCALLS.get(os.uname().machine) if sys.platform.startswith("linux") else None
+    if nrs is None:
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    attr = _sched_attr(libc, nrs[1])
+    if attr is None or attr[1] not in _FAIR_POLICIES:
+        return False
+    attr[0], attr[2], attr[5] = _SCHED_ATTR.size, 0, ms * 1_000_000  # size, flags, runtime
+    buf = ctypes.create_string_buffer(_SCHED_ATTR.pack(*attr), _SCHED_ATTR.size)
+    if libc.syscall(nrs[0], 0, buf, 0) != 0:
+        return False
+    now = _sched_attr(libc, nrs[1])
+    return now is not None and now[5] == ms * 1_000_000
+
+
 _PR_SET_PDEATHSIG = 1
 
 
@@ -111,10 +157,12 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def _worker(fn: Callable[[int], None], seed: int, parent: int) -> None:
+def _worker(fn: Callable[[int], None], seed: int, parent: int, slice_ms: int | None) -> None:
     try:
         signal.signal(signal.SIGTERM, _interrupt)   # like Ctrl-C: temporary files removed
         die_with_parent(parent)
+        if slice_ms:
+            long_time_slice(slice_ms)
         fn(seed)
     except RlcvError as exc:
         print(f"rlcv: error: {exc}", file=sys.stderr, flush=True)
@@ -138,13 +186,16 @@ def for_each_seed(seeds: Sequence[int], fn: Callable[[int], None],
         for seed in seeds:
             fn(seed)
         return
+    from rlcv.engine import usable_cores
+
     ctx = mp.get_context("fork")
+    slice_ms = SLICE_MS if n > usable_cores() and not on_gpu() else None
     pending, running = list(seeds), {}
     try:
         while pending or running:
             while pending and len(running) < n:
                 seed = pending.pop(0)
-                proc = ctx.Process(target=_worker, args=(fn, seed, os.getpid()))
+                proc = ctx.Process(target=_worker, args=(fn, seed, os.getpid(), slice_ms))
                 sys.stdout.flush()
                 sys.stderr.flush()
                 proc.start()

@@ -109,3 +109,68 @@ def test_the_device_setting_decides_between_the_cpu_and_the_gpu_rule(gpu_machine
     assert jobs(5) == 5 and jobs(99) == 48
     monkeypatch.setenv("RLCV_DEVICE", "cuda:0")
     assert jobs(99) == 16 and jobs(99, share_gpu=False) == 1
+
+
+def _in_child(fn):
+    """fn() in a forked child (its scheduler settings die with it); its return value."""
+    import multiprocessing as mp
+
+    with mp.get_context("fork").Pool(1) as pool:
+        return pool.apply(fn)
+
+
+def _slice_taken() -> bool:
+    from rlcv.workers import long_time_slice
+
+    return long_time_slice(50)
+
+
+def _slice_keeps_nice_and_policy():
+    from rlcv import workers
+
+    os.nice(3)
+    libc = workers.ctypes.CDLL(None, use_errno=True)
+    nr = workers._SCHED_SYSCALLS[os.uname().machine][1]
+    before = workers._sched_attr(libc, nr)
+    taken = workers.long_time_slice(40)
+    after = workers._sched_attr(libc, nr)
+    return taken, before, after
+
+
+def test_a_long_time_slice_keeps_the_policy_and_the_nice_value():
+    if not _in_child(_slice_taken):
+        pytest.skip("this kernel takes no per-task time slice (Linux 6.12+ EEVDF)")
+    taken, before, after = _in_child(_slice_keeps_nice_and_policy)
+    assert taken and after[5] == 40_000_000
+    assert (after[1], after[3]) == (before[1], before[3]) and before[3] >= 3   # policy, nice
+
+
+def _record_slice(folder):
+    def fn(seed: int) -> None:
+        from rlcv import workers
+
+        libc = workers.ctypes.CDLL(None, use_errno=True)
+        attr = workers._sched_attr(libc, workers._SCHED_SYSCALLS[os.uname().machine][1])
+        (folder / f"seed{seed}").write_text(str(attr[5]))
+    return fn
+
+
+def test_workers_ask_for_long_slices_only_when_they_outnumber_the_cores(tmp_path, monkeypatch):
+    from rlcv import workers
+    from rlcv.engine import usable_cores
+
+    if not _in_child(_slice_taken):
+        pytest.skip("this kernel takes no per-task time slice (Linux 6.12+ EEVDF)")
+    monkeypatch.setenv("RLCV_DEVICE", "cpu")
+    cores = usable_cores()
+    for n, sub in ((cores + 1, "over"), (cores, "fit")):
+        if n < 2:
+            continue
+        (tmp_path / sub).mkdir()
+        monkeypatch.setenv("RLCV_JOBS", str(n))
+        for_each_seed(list(range(n)), _record_slice(tmp_path / sub))
+    slices = {sub: {int(p.read_text()) for p in (tmp_path / sub).iterdir()}
+              for sub in ("over", "fit") if (tmp_path / sub).is_dir()}
+    assert slices["over"] == {workers.SLICE_MS * 1_000_000}
+    if "fit" in slices:
+        assert workers.SLICE_MS * 1_000_000 not in slices["fit"]
