@@ -54,6 +54,20 @@ def set_params(root: Path, **changes) -> None:
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
 
 
+def staged_ci_copy(dest: Path, dataset: str, env: dict) -> Path:
+    """A copy of the repo in `dest` on the ci profile, with synthetic `dataset` written and
+    staged by `rlcv` subprocesses run with `env`."""
+    import subprocess
+    import sys
+
+    root = copy_repo(dest)
+    set_params(root, profile="ci")
+    for cmd in (["synth", dataset], ["stage", dataset]):
+        subprocess.run([sys.executable, "-m", "rlcv.cli", *cmd], cwd=root, env=env,
+                       check=True, capture_output=True)
+    return root
+
+
 @pytest.fixture(scope="session")
 def ci_coco(tmp_path_factory) -> Path:
     """A copy of the repo on the ci profile with synthetic COCO written and staged."""

@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from tests.conftest import copy_repo, set_params
+from tests.conftest import staged_ci_copy
 
 ROW = "ciss-baseline-ade20k"
 
@@ -60,12 +60,8 @@ def _descendants(pid: int) -> list[int]:
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
-    root = copy_repo(tmp_path_factory.mktemp("dist"))
-    set_params(root, profile="ci")
-    for cmd in (["synth", "ade20k"], ["stage", "ade20k"]):
-        subprocess.run([sys.executable, "-m", "rlcv.cli", *cmd], cwd=root, env=_env(root),
-                       check=True, capture_output=True)
-    return root
+    dest = tmp_path_factory.mktemp("dist")
+    return staged_ci_copy(dest, "ade20k", _env(dest))
 
 
 def _steps(root, steps: int, batch: int = 4) -> None:

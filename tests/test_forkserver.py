@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import copy_repo, set_params
+from conftest import set_params, staged_ci_copy
 
 from rlcv import forkserver
 
@@ -19,12 +19,8 @@ ROW = "gt-bbox-deepmask"
 @pytest.fixture(scope="module")
 def ci_repo(tmp_path_factory) -> Path:
     """A ci-profile copy with synthetic COCO staged (its own: runs are rewritten here)."""
-    root = copy_repo(tmp_path_factory.mktemp("fork-repo"))
-    set_params(root, profile="ci")
-    for cmd in (["synth", "coco"], ["stage", "coco"]):
-        subprocess.run([sys.executable, "-m", "rlcv.cli", *cmd], cwd=root, env=_env(root),
-                       check=True, capture_output=True)
-    return root
+    dest = tmp_path_factory.mktemp("fork-repo")
+    return staged_ci_copy(dest, "coco", _env(dest))
 
 
 def _env(root: Path, **extra) -> dict:
