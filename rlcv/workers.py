@@ -112,11 +112,19 @@ _SCHED_SYSCALLS = {"x86_64": (314, 315), "aarch64": (274, 275)}   # sched_{set,g
 _FAIR_POLICIES = (0, 3)                       # SCHED_OTHER, SCHED_BATCH
 
 
-def _sched_attr(libc, getattr_nr: int) -> list | None:
+def _sched_syscall(which: int, *args) -> bool:
+    """sched_setattr (which=0) or sched_getattr (1) on this process; False where this OS
+    or architecture has no such call, or it failed."""
+    nrs = _SCHED_SYSCALLS.get(os.uname().machine) if sys.platform.startswith("linux") else None
+    return nrs is not None and ctypes.CDLL(None).syscall(nrs[which], 0, *args) == 0
+
+
+def sched_attr() -> list | None:
+    """This process's struct sched_attr as a list (policy [1], nice [3], slice in ns
+    [5]), or None where it cannot be read."""
     buf = ctypes.create_string_buffer(_SCHED_ATTR.size)
-    if libc.syscall(getattr_nr, 0, buf, _SCHED_ATTR.size, 0) != 0:
-        return None
-    return list(_SCHED_ATTR.unpack(buf.raw))
+    return list(_SCHED_ATTR.unpack(buf.raw)) if _sched_syscall(1, buf, _SCHED_ATTR.size,
+                                                               0) else None
 
 
 def long_time_slice(ms: int) -> bool:
@@ -125,18 +133,12 @@ def long_time_slice(ms: int) -> bool:
     takes as the task's slice, clamped to 0.1-100 ms. Policy and nice value are kept.
     Returns whether the kernel now reports that slice; elsewhere (another OS or
     architecture, an older kernel, a real-time policy) it changes nothing."""
-    nrs = _SCHED_SYSCALLS.get(os.uname().machine) if sys.platform.startswith("linux") else None
-    if nrs is None:
-        return False
-    libc = ctypes.CDLL(None, use_errno=True)
-    attr = _sched_attr(libc, nrs[1])
+    attr = sched_attr()
     if attr is None or attr[1] not in _FAIR_POLICIES:
         return False
     attr[0], attr[2], attr[5] = _SCHED_ATTR.size, 0, ms * 1_000_000  # size, flags, runtime
     buf = ctypes.create_string_buffer(_SCHED_ATTR.pack(*attr), _SCHED_ATTR.size)
-    if libc.syscall(nrs[0], 0, buf, 0) != 0:
-        return False
-    now = _sched_attr(libc, nrs[1])
+    now = sched_attr() if _sched_syscall(0, buf, 0) else None
     return now is not None and now[5] == ms * 1_000_000
 
 

@@ -129,12 +129,9 @@ def _slice_keeps_nice_and_policy():
     from rlcv import workers
 
     os.nice(3)
-    libc = workers.ctypes.CDLL(None, use_errno=True)
-    nr = workers._SCHED_SYSCALLS[os.uname().machine][1]
-    before = workers._sched_attr(libc, nr)
+    before = workers.sched_attr()
     taken = workers.long_time_slice(40)
-    after = workers._sched_attr(libc, nr)
-    return taken, before, after
+    return taken, before, workers.sched_attr()
 
 
 def test_a_long_time_slice_keeps_the_policy_and_the_nice_value():
@@ -149,9 +146,7 @@ def _record_slice(folder):
     def fn(seed: int) -> None:
         from rlcv import workers
 
-        libc = workers.ctypes.CDLL(None, use_errno=True)
-        attr = workers._sched_attr(libc, workers._SCHED_SYSCALLS[os.uname().machine][1])
-        (folder / f"seed{seed}").write_text(str(attr[5]))
+        (folder / f"seed{seed}").write_text(str(workers.sched_attr()[5]))
     return fn
 
 
