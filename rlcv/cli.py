@@ -13,30 +13,15 @@ relative to the repository root (the folder holding params.yaml):
 from __future__ import annotations
 
 import argparse
-import contextlib
-import hashlib
-import json
-import shutil
 import signal
 import sys
 from pathlib import Path
 
 from rlcv import io as rio
 from rlcv import params as P
-from rlcv import workers
+from rlcv import seedrun, workers
 from rlcv.errors import DataError, RlcvError
-
-DATA = Path("data")
-RUNS = Path("runs")
-RESULTS = Path("results")
-
-
-def run_dir(row: str, seed: int) -> Path:
-    return RUNS / f"{row}-{seed}"
-
-
-def result_dir(row: str, seed: int) -> Path:
-    return RESULTS / "runs" / f"{row}-{seed}"
+from rlcv.seedrun import DATA, RESULTS
 
 
 def source_root(params: P.Params, name: str, cfg: dict) -> Path:
@@ -71,70 +56,12 @@ def cmd_stage(args) -> None:
     cfg = params.dataset(args.dataset)
     root = Path(args.root) if args.root else source_root(params, args.dataset, cfg)
     out = Path(args.out) if args.out else rio.adopt(DATA / "staged" / args.dataset)
-    cfg = {**cfg, "profile": params.profile, "data": _data_kind(params.profile)}
+    cfg = {**cfg, "profile": params.profile, "data": seedrun.data_kind(params.profile)}
     with rio.atomic_dir(out) as tmp:   # the dataset's folder appears only when complete
         manifests = module.stage(root, tmp, cfg)
     for subset, m in manifests.items():
         counts = ", ".join(f"{k} {v}" for k, v in m["counts"].items()) or "no images"
         print(f"staged {args.dataset}/{subset}: {counts} -> {out / subset}/manifest.json")
-
-
-def _data_kind(profile: str) -> str:
-    """What a profile runs on: the synthetic datasets, or the real ones (`paper`)."""
-    return "real" if profile == "paper" else "synthetic"
-
-
-def _signature(params: P.Params, row, cfg, inputs: dict[str, Path]) -> str:
-    blob = {"row": row.name, "profile": params.profile, "config": cfg,
-            "inputs": {k: _file_hash(v) for k, v in inputs.items()}}
-    return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _file_hash(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
-
-
-def _staged(row, params: P.Params, device=None):
-    """The row's staged subset, its tensors on `device` (the run's device) when given;
-    refused when it was staged for another profile."""
-    from datasets._common import Staged
-
-    data = Staged(DATA / "staged" / row.data, device or "cpu")
-    staged = data.manifest.get("profile")
-    if staged != params.profile:
-        raise DataError(data.path / "manifest.json", f"staged for profile {staged!r}, but "
-                        f"{params.path} runs profile {params.profile!r}",
-                        f"data staged on the same profile (run: rlcv stage {row.dataset})")
-    return data
-
-
-def _share_gpu(params: P.Params) -> bool:
-    """Whether a row's seeds may share one GPU in parallel processes (rlcv.workers.jobs):
-    on the small profiles; the paper profile's models fill the device."""
-    return params.profile != "paper"
-
-
-def _check_seeds(seeds: list[int]) -> None:
-    dup = sorted({s for s in seeds if seeds.count(s) > 1})
-    if dup:
-        raise RlcvError(f"--seed lists {', '.join(map(str, dup))} more than once")
-
-
-@contextlib.contextmanager
-def _run_lock(row: str, seed: int):
-    """Hold `runs/.<row>-<seed>.lock` for the block; a second train of the same row and
-    seed (another shell, another `dvc repro`) fails at once instead of racing."""
-    import fcntl
-
-    path = RUNS / f".{row}-{seed}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RlcvError(f"{run_dir(row, seed)} is being trained by another rlcv "
-                            f"process (lock {path}); wait for it to finish") from None
-        yield
 
 
 def cmd_train(args) -> None:
@@ -154,10 +81,10 @@ def cmd_train(args) -> None:
         return
     values = params.method(row.name)
     cfg = P.build_config(row.config, values, f"{params.path} methods.{row.name}")
-    _check_seeds(args.seed)
+    seedrun.check_seeds(args.seed)
     for seed in args.seed:   # checked before any training, so a missing input fails at once
         for req in row.requires:
-            ckpt = run_dir(req, seed) / "checkpoint.pt"
+            ckpt = seedrun.run_dir(req, seed) / "checkpoint.pt"
             if not ckpt.is_file():
                 raise RlcvError(f"{row.name} starts from {req}: {ckpt} is missing "
                                 f"(run: rlcv train {req} --seed {seed})")
@@ -166,72 +93,21 @@ def cmd_train(args) -> None:
     twin = None if args.no_twin else twins.twin_of(params, row)
     if twin:   # the same experiment as `twin` on this profile: its runs, not a rerun
         for seed in args.seed:
-            _copy_seed(params, row, values, twin, seed)
+            seedrun.copy_seed(params, row, values, twin, seed)
         return
     engine.set_threads()
-    _staged(row, params)   # a bad manifest fails here, once, before any worker starts
+    seedrun.staged_data(row, params)   # a bad manifest fails here, once, before any worker starts
     assert callable(row.train)   # import the family here, once, not in every worker
     from rlcv import dist
 
-    train = lambda seed: _train_seed(params, row, values, cfg, seed, args)  # noqa: E731
+    def train(seed: int) -> None:
+        seedrun.train_seed(params, row, values, cfg, seed, args.fresh, args.checkpoint_every)
+
     if dist.launched():   # torchrun's processes share each seed: no forked seed workers
         for seed in args.seed:
             train(seed)
     else:
-        workers.for_each_seed(args.seed, train, share_gpu=_share_gpu(params))
-
-
-def _inputs(row, seed: int) -> dict[str, Path]:
-    """The same-seed checkpoints of the rows `row` starts from, by row name."""
-    return {req: run_dir(req, seed) / "checkpoint.pt" for req in row.requires}
-
-
-def _publish_history(row, seed: int, history: Path) -> None:
-    """Copy a run's history.csv to results/runs/<row>-<seed>/ (what DVC tracks in git)."""
-    rio.write_bytes(result_dir(row.name, seed) / "history.csv", history.read_bytes())
-
-
-def _train_seed(params: P.Params, row, values: dict, cfg, seed: int, args) -> None:
-    """One seed of `rlcv train`: the same result whether it runs alone, after other seeds
-    in the same process or beside them in workers (seed_everything resets every
-    generator the engine uses)."""
-    from rlcv import dist, engine
-
-    inputs = _inputs(row, seed)
-    out = run_dir(row.name, seed)
-    dev = dist.init(engine.device())   # under torchrun: join the group (rlcv.dist)
-    lock = _run_lock(row.name, seed) if dist.is_main() else contextlib.nullcontext()
-    with lock:
-        if args.fresh and out.exists() and dist.is_main():
-            shutil.rmtree(out)
-        dist.barrier()
-        data = _staged(row, params, dev)   # a fresh handle per seed: no split cache shared
-        engine.seed_everything(seed)
-        run = engine.Run(row=row.name, seed=seed, dir=out, inputs=inputs, device=dev,
-                         checkpoint_every=args.checkpoint_every,
-                         signature=_signature(params, row, values, inputs))
-        ckpt = row.train(cfg, data, run)
-    history = engine.write_history(run)
-    if not dist.is_main():
-        return
-    _publish_history(row, seed, history)
-    print(f"trained {row.name} seed {seed}: {ckpt}")
-
-
-def _copy_seed(params: P.Params, row, values: dict, twin: str, seed: int) -> None:
-    """One seed of `rlcv train` for a row whose twin has the same settings: the twin's
-    run, written as this row's (rlcv.twins)."""
-    from rlcv import twins
-
-    inputs = _inputs(row, seed)
-    out = run_dir(row.name, seed)
-    with _run_lock(row.name, seed):
-        ckpt = twins.copy_run(run_dir(twin, seed), out, row.name, twin,
-                              _signature(params, row, values, inputs))
-    if (out / "history.csv").is_file():
-        _publish_history(row, seed, out / "history.csv")
-    print(f"trained {row.name} seed {seed}: {ckpt} (the runs of {twin}: same settings on "
-          f"profile {params.profile})")
+        workers.for_each_seed(args.seed, train, share_gpu=seedrun.share_gpu(params))
 
 
 def cmd_evaluate(args) -> None:
@@ -241,84 +117,16 @@ def cmd_evaluate(args) -> None:
     engine.device()
     params = P.load(args.params)
     row = methods.get(args.row)
-    _check_seeds(args.seed)
+    seedrun.check_seeds(args.seed)
     for seed in args.seed:
-        ckpt = run_dir(row.name, seed) / "checkpoint.pt"
+        ckpt = seedrun.run_dir(row.name, seed) / "checkpoint.pt"
         if not ckpt.is_file():
             raise RlcvError(f"{ckpt} is missing (run: rlcv train {row.name} --seed {seed})")
     engine.set_threads()
-    _staged(row, params)
+    seedrun.staged_data(row, params)
     assert callable(row.evaluate)
-    workers.for_each_seed(args.seed, lambda seed: _evaluate_seed(params, row, seed),
-                          share_gpu=_share_gpu(params))
-
-
-def _evaluate_seed(params: P.Params, row, seed: int) -> None:
-    from rlcv import engine
-
-    dev = engine.device()
-    data = _staged(row, params, dev)   # the same device choice as train
-    ckpt = run_dir(row.name, seed) / "checkpoint.pt"
-    _check_checkpoint(params, row, seed, ckpt)
-    engine.seed_everything(seed)
-    values = {k: float(v) for k, v in row.evaluate(str(ckpt), data).items()}
-    profile = data.manifest["profile"]   # the labels say what the data is, not the params
-    record = {
-        "row": row.name, "seed": seed, "profile": profile,
-        "data": data.manifest.get("data") or _data_kind(profile), "dataset": row.data,
-        "tables": dict(row.tables), "metrics": values, "weights": weights_used(params, row),
-        **engine.device_record(dev),
-    }
-    from rlcv import twins
-
-    twin = twins.twin_of(params, row)
-    if twin:   # its checkpoints are the twin's (rlcv.twins): the report says so
-        record["same_runs_as"] = twin
-    out = result_dir(row.name, seed) / "metrics.json"
-    rio.write_json(out, record)
-    shown = " ".join(f"{k}={v:.4f}" for k, v in values.items())
-    print(f"RLCV_METRICS {json.dumps(record, sort_keys=True)}")
-    print(f"evaluated {row.name} seed {seed}: {shown} -> {out}")
-
-
-def weights_used(params: P.Params, row) -> str:
-    """The pretrained weights a row's run starts from (`weights_list`), joined by "+";
-    "none": random initialisation."""
-    return "+".join(weights_list(params, row)) or "none"
-
-
-def weights_list(params: P.Params, row) -> list[str]:
-    """The pretrained weights a row's run starts from, its own and its requirements'
-    (settings `weights`, `*_weights`), each once; empty: random initialisation."""
-    import methods
-    from rlcv.dryrun import weight_keys
-
-    names, todo, done = [], [row.name], set()
-    while todo:
-        name = todo.pop(0)
-        if name in done:
-            continue
-        done.add(name)
-        values = params.method(name)
-        names += [str(values[k]) for k in weight_keys(values)
-                  if str(values[k]).lower() != "none" and str(values[k]) not in names]
-        todo += list(methods.get(name).requires)
-    return names
-
-
-def _check_checkpoint(params: P.Params, row, seed: int, ckpt: Path) -> None:
-    """Refuse a checkpoint trained under other settings, profile or inputs than the
-    params in use (its signature differs): it would be scored as if it were current."""
-    from rlcv import engine
-
-    inputs = _inputs(row, seed)
-    want = _signature(params, row, params.method(row.name), inputs)
-    state = engine.load_checkpoint(ckpt)
-    if not isinstance(state, dict) or state.get("signature") != want:
-        raise DataError(ckpt, f"trained under other settings than {params.path} gives "
-                        f"(profile {params.profile}, methods.{row.name}, its inputs)",
-                        f"a checkpoint of these settings (run: rlcv train {row.name} "
-                        f"--seed {seed})")
+    workers.for_each_seed(args.seed, lambda seed: seedrun.evaluate_seed(params, row, seed),
+                          share_gpu=seedrun.share_gpu(params))
 
 
 def cmd_report(args) -> None:

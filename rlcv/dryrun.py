@@ -15,7 +15,7 @@ px). Architectures, optimizers, schedules, learning rates and every other settin
 the profile's. The line's parameters: those of the modules the row's evaluation runs,
 each network once. Pretrained weights whose file is not in the torch hub cache are
 replaced by a random initialisation; the line's `weights` are those the row starts from,
-its own and its requirements' (`rlcv.cli.weights_list`), less those replaced (`weights
+its own and its requirements' (`rlcv.seedrun.weights_list`), less those replaced (`weights
 none`: none left).
 """
 
@@ -214,10 +214,10 @@ class DryRun:
 
     def weights(self, row) -> str:
         """The pretrained weights row `row`'s dry run starts from, its own and its
-        requirements' (`rlcv.cli.weights_list`), less those not in the hub cache (`config`
+        requirements' (`rlcv.seedrun.weights_list`), less those not in the hub cache (`config`
         replaced them); "+"-joined, "none" when none is left."""
-        from rlcv.cli import weights_list
         from rlcv.models import pretrained
+        from rlcv.seedrun import weights_list
 
         names = weights_list(self.params, row)
         return "+".join(w for w in names if pretrained.available(w)) or "none"

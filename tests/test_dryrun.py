@@ -275,7 +275,7 @@ def test_dry_run_loads_weights_found_in_the_hub_cache(tmp_path, monkeypatch, rep
 def test_dry_run_reports_the_weights_of_required_rows(tmp_path, monkeypatch, repo):
     """Finetune-Deepmask names no weights of its own but starts from GT Bbox-Deepmask,
     whose VGG11 trunk starts from ImageNet: with the file in the hub cache the line names
-    it, as `rlcv.cli.weights_used` does for real runs (without it: `weights none`, as
+    it, as `rlcv.seedrun.weights_used` does for real runs (without it: `weights none`, as
     `test_row_dry_runs` checks)."""
     import torch
 

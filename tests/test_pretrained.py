@@ -77,8 +77,8 @@ def test_wrong_keys_are_refused(hub):
 def test_runs_record_their_weights_and_tables_say_random_init(repo):
     import methods
     from rlcv import params as P
-    from rlcv.cli import weights_used
     from rlcv.report.tables import weights_line
+    from rlcv.seedrun import weights_used
 
     params = P.load(repo / "params.yaml")
     params.raw["profile"] = "paper"
