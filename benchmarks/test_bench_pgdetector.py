@@ -31,6 +31,8 @@ from torchvision.ops import batched_nms, box_iou
 
 from datasets._feed import keyed_indices, take
 from methods.pgdetector import detector as P
+from methods.pgdetector import losses as pg_losses
+from methods.pgdetector.losses import pg_loss, standard_loss
 from rlcv import engine
 from rlcv.models import detector as frcnn
 from rlcv.models.nms import soft_nms
@@ -106,19 +108,19 @@ def test_bench_reward_share_of_a_training_iteration(benchmark, monkeypatch) -> N
     model.train()
     for step in range(40):   # past the untrained state, where every score is ~1/7
         g = engine.generator(0, "warm", step)
-        loss, _ = P._standard_loss(model, *_drawn(train, cfg.batch_size, g, lut), cfg, g)
+        loss, _ = standard_loss(model, *_drawn(train, cfg.batch_size, g, lut), cfg, g)
         opt.zero_grad()
         loss.backward()
         opt.step()
     shares = {}
     for clock, name in ((time.perf_counter, "wall"), (time.process_time, "cpu")):
         if name == "cpu":   # one thread: CPU time is the work, whatever else runs
-            monkeypatch.setattr(P, "time", _CpuClock)
+            monkeypatch.setattr(pg_losses, "time", _CpuClock)
         rewards, steps = [], []
         for i in range(12):
             g = engine.generator(0, "pg", i)
             t0 = clock()
-            loss, logs = P._pg_loss(model, *_drawn(train, cfg.batch_size, g, lut), cfg, g)
+            loss, logs = pg_loss(model, *_drawn(train, cfg.batch_size, g, lut), cfg, g)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -135,7 +137,7 @@ def test_bench_reward_share_of_a_training_iteration(benchmark, monkeypatch) -> N
               f"{100 * shares[name]:.1f}%")
     monkeypatch.undo()
     g = engine.generator(0, "bench")
-    benchmark.pedantic(lambda: P._pg_loss(model, *_drawn(train, cfg.batch_size, g, lut), cfg, g),
+    benchmark.pedantic(lambda: pg_loss(model, *_drawn(train, cfg.batch_size, g, lut), cfg, g),
                        rounds=3, iterations=1)
     assert shares["cpu"] < 0.2, f"the reward takes {100 * shares['cpu']:.1f}% of an iteration"
 

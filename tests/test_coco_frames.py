@@ -18,6 +18,7 @@ from datasets._common import Staged, load_split, read_manifest
 from datasets._images import chw, letterbox, resize
 from datasets._index import IndexDataset, read_index
 from datasets.coco_frames import FRAME_KEYS, subset_frame
+from methods.pgdetector.losses import pg_loss
 from rlcv import engine
 from rlcv.errors import DataError
 
@@ -191,7 +192,7 @@ def test_detector_trains_and_scores_on_the_staged_frame_without_resizing(staged,
     g = engine.generator(0, "test", 0)
     batch = P._batch(data.feed("train").draw(g, 3, (0, "test"), 0, 1), g,
                      P.frcnn.class_lut(gt))
-    loss, logs = P._pg_loss(model, *batch, cfg, g)
+    loss, logs = pg_loss(model, *batch, cfg, g)
     loss.backward()
     assert torch.isfinite(loss) and logs["candidates"] > 0
     scores = P.evaluate(str(ckpt), data)

@@ -239,7 +239,8 @@ def test_ohem_keeps_the_hardest_after_removing_overlapping_rois():
 
 
 def test_ohem_loss_backpropagates_only_through_the_hardest_rois():
-    from methods.pgdetector.detector import PGDetectorConfig, _ohem_loss
+    from methods.pgdetector.detector import PGDetectorConfig
+    from methods.pgdetector.losses import ohem_loss
 
     torch.manual_seed(0)
     model = _tiny()
@@ -249,7 +250,7 @@ def test_ohem_loss_backpropagates_only_through_the_hardest_rois():
     grads = {}
     head = model.roi_heads.box_predictor.cls_score
     head.register_full_backward_hook(lambda m, gi, go: grads.update(out=go[0]))
-    loss, logs = _ohem_loss(model, images, targets, cfg, None)
+    loss, logs = ohem_loss(model, images, targets, cfg, None)
     loss.backward()
     touched = (grads["out"].abs().sum(1) > 0).sum().item()
     # all 2 x 18 RoIs (16 proposals + 2 gt boxes per image) are scored, at most 2 x 4 train
@@ -316,13 +317,14 @@ def test_pg_reward_candidates_are_the_proposals_without_ground_truth(monkeypatch
     at inference): no ground-truth box among the candidates, all proposals there, while
     the sampled RoIs (which do hold the gt boxes) still give the box loss."""
     from methods.pgdetector import detector as pgd
+    from methods.pgdetector import losses as pgl
 
     torch.manual_seed(0)
     model = _tiny()
     model.train()
     images, targets = _images(2)
     seen = {}
-    real_adv, real_roi = pgd.batch_advantages, pgd.roi_outputs
+    real_adv, real_roi = pgl.batch_advantages, pgl.roi_outputs
 
     def spy_roi(*a, **k):
         seen["out"] = real_roi(*a, **k)
@@ -332,10 +334,10 @@ def test_pg_reward_candidates_are_the_proposals_without_ground_truth(monkeypatch
         seen["cands"] = cands
         return real_adv(cands, *a, **k)
 
-    monkeypatch.setattr(pgd, "roi_outputs", spy_roi)
-    monkeypatch.setattr(pgd, "batch_advantages", spy_adv)
-    loss, logs = pgd._pg_loss(model, images, targets, pgd.PGDetectorConfig(k=4),
-                              torch.Generator().manual_seed(0))
+    monkeypatch.setattr(pgl, "roi_outputs", spy_roi)
+    monkeypatch.setattr(pgl, "batch_advantages", spy_adv)
+    loss, logs = pgl.pg_loss(model, images, targets, pgd.PGDetectorConfig(k=4),
+                             torch.Generator().manual_seed(0))
     loss.backward()
     out = seen["out"]
     for rois, cand_rois, c, t in zip(out["rois"], out["candidates"]["rois"], seen["cands"],
@@ -349,7 +351,8 @@ def test_pg_reward_candidates_are_the_proposals_without_ground_truth(monkeypatch
 
 
 def test_ohem_ranks_its_own_proposal_count_and_restores_the_rpn():
-    from methods.pgdetector.detector import PGDetectorConfig, _ohem_loss
+    from methods.pgdetector.detector import PGDetectorConfig
+    from methods.pgdetector.losses import ohem_loss
 
     torch.manual_seed(0)
     model = _tiny()
@@ -359,7 +362,7 @@ def test_ohem_ranks_its_own_proposal_count_and_restores_the_rpn():
     model.roi_heads.box_predictor.cls_score.register_full_backward_hook(
         lambda m, gi, go: grads.update(out=go[0]))
     before = dict(model.rpn._post_nms_top_n), dict(model.rpn._pre_nms_top_n)
-    loss, _ = _ohem_loss(model, images, targets,
+    loss, _ = ohem_loss(model, images, targets,
                          PGDetectorConfig(ohem_proposals=24, ohem_rois=3), None)
     loss.backward()
     assert (dict(model.rpn._post_nms_top_n), dict(model.rpn._pre_nms_top_n)) == before
