@@ -27,8 +27,8 @@ _DEEPMASK_CODE = ("rlcv/models/crops.py", "rlcv/models/segnet.py", "rlcv/models/
                   *_PAPER_CODE)
 """What the DeepMask rows of EU-RL Table 1 depend on beyond their module."""
 
-_PGDET_CODE = ("rlcv/models/detector.py", "rlcv/models/nms.py", "rlcv/rl/reinforce.py",
-               "methods/pgdetector/plots.py", *_PAPER_CODE)
+_PGDET_CODE = ("methods/pgdetector/losses.py", "rlcv/models/detector.py", "rlcv/models/nms.py",
+               "rlcv/rl/reinforce.py", "methods/pgdetector/plots.py", *_PAPER_CODE)
 """What the policy-gradient detector rows (issue 8) depend on beyond their module."""
 
 _ACIS_CODE = ("methods/acis/train.py", "methods/acis/actor.py", "methods/acis/evaluate.py",
@@ -65,8 +65,9 @@ _POSE_CODE = ("methods/eurl/pose_data.py", "methods/eurl/deepmask.py", "methods/
               "rlcv/models/pose_nms.py", "rlcv/models/detector.py", "rlcv/models/crops.py",
               "rlcv/models/segnet.py", "rlcv/models/deepmask.py", *_PAPER_CODE)
 """What the EU-RL MPII pose rows (issue 9) depend on beyond their module."""
-_POSE_AGENT_CODE = (*_POSE_CODE, "methods/eurl/matched.py", "rlcv/rl/__init__.py",
-                    "rlcv/rl/boxenv.py", "rlcv/rl/actor_critic.py", "rlcv/models/agent_nets.py")
+_POSE_AGENT_CODE = (*_POSE_CODE, "methods/eurl/pose_env.py", "methods/eurl/matched.py",
+                    "rlcv/rl/__init__.py", "rlcv/rl/boxenv.py", "rlcv/rl/actor_critic.py",
+                    "rlcv/models/agent_nets.py")
 
 
 def _pgdet(name: str, tables: dict, train: str, *requires: str) -> Row:

@@ -11,6 +11,7 @@ import torch
 import methods
 from methods.eurl import pose_agent as ea
 from methods.eurl import pose_data as pd_
+from methods.eurl import pose_env as pe
 from rlcv import engine
 from rlcv import params as P
 from rlcv.models.agent_nets import PolicyValueNet
@@ -145,7 +146,7 @@ def _tiny_setup(cfg: dict, seed: int = 0):
     arch = {"crop_size": 16, "channels": 8, "stacks": 2, "depth": 2, "downsample": 2,
             "sigma": 1.0}
     net = pd_.build_pose_net(arch).eval()
-    env = ea.make_env(net, arch, cfg)
+    env = pe.make_env(net, arch, cfg)
     policy = PolicyValueNet(env.obs_channels, 9, 4, 16)
     agent = TDActorCritic(policy, 1e-2, 0.9, 0.05)
     opt = torch.optim.SGD(net.parameters(), lr=0.5)
@@ -173,9 +174,9 @@ def test_only_ablation_c_sends_policy_gradients_into_the_pose_network(variant, m
     # the supervised upgrade contributes a zero gradient (ablation (c) joins its policy
     # gradient to the upgrade's step, one recognition step per batch)
     env.recognizer.train_loss = lambda out, b, t: out.sum() * 0
-    monkeypatch.setattr(ea, "upgrade_every_step", lambda *a, **k: 0.0)
+    monkeypatch.setattr(pe, "upgrade_every_step", lambda *a, **k: 0.0)
     before = _params(net)
-    ea.agent_step(env, agent, opt, cfg, images, boxes, targets, engine.generator(0, "t", 0))
+    pe.agent_step(env, agent, opt, cfg, images, boxes, targets, engine.generator(0, "t", 0))
     assert _changed(net, before) == variant.startswith("(c)")
 
 
@@ -184,7 +185,7 @@ def test_only_ablation_b_leaves_the_pose_network_as_pretrained(variant):
     cfg = _variant_cfg(variant)
     net, env, agent, opt, images, boxes, targets = _tiny_setup(cfg)
     before = _params(net)
-    ea.agent_step(env, agent, opt, cfg, images, boxes, targets, engine.generator(0, "t", 0))
+    pe.agent_step(env, agent, opt, cfg, images, boxes, targets, engine.generator(0, "t", 0))
     assert _changed(net, before) == (not variant.startswith("(b)"))
 
 
@@ -198,7 +199,7 @@ def test_every_step_upgrade_draws_from_the_whole_sequence(monkeypatch):
         return 0.0
 
     monkeypatch.setattr(actor_critic, "upgrade_environment", spy)
-    ea.agent_step(env, agent, opt, cfg, images, boxes, targets, engine.generator(0, "t", 1))
+    pe.agent_step(env, agent, opt, cfg, images, boxes, targets, engine.generator(0, "t", 1))
     visited = torch.cat([b for _, b in env.visited])
     assert visited.shape[0] > boxes.shape[0]          # initial boxes plus every moved box
     assert seen["boxes"].shape == boxes.shape          # same upgrade batch size as last-step
@@ -211,7 +212,7 @@ def test_row_configs_select_the_ablations():
     assert [c["feedback"] for c in cfgs.values()] == [True, False, True, True, True]
     assert [c["upgrade"] for c in cfgs.values()] == ["last", "last", "none", "last", "every"]
     assert [c["backprop_policy"] for c in cfgs.values()] == [False, False, False, True, False]
-    env = ea.make_env(StackedHourglass(1, 4, 1), {"crop_size": 8, "sigma": 1.0,
+    env = pe.make_env(StackedHourglass(1, 4, 1), {"crop_size": 8, "sigma": 1.0,
                                                    "downsample": 2}, cfgs["(a) w/o feedback"])
     assert env.obs_channels == 3   # (a): the agent sees only the crop
 
@@ -228,7 +229,7 @@ def test_an_empty_heatmap_never_earns_the_terminal_reward(profile):
     g = torch.Generator().manual_seed(0)
     for size, sigma in ((16, 1.5), (64, 1.0)):
         arch = {"crop_size": size, "downsample": 1, "sigma": sigma, "stacks": 1}
-        loss = ea.HeatmapLoss(arch)
+        loss = pe.HeatmapLoss(arch)
         joints = torch.rand(5, 16, 2, generator=g) * 60
         vis = torch.rand(5, 16, generator=g) > 0.3
         boxes = torch.tensor([[0.0, 0, 64, 64], [10, 10, 30, 50], [40, 40, 70, 70],
@@ -236,7 +237,7 @@ def test_an_empty_heatmap_never_earns_the_terminal_reward(profile):
         empty = torch.zeros(5, 16, size, size)
         L = loss(empty, boxes, {"joints": joints, "vis": vis})
         assert torch.allclose(L, torch.ones(5))
-        reward = ea.EURLReward(alpha=0.1, epsilon=_row_cfg("eurl-pose")["epsilon"])
+        reward = pe.EURLReward(alpha=0.1, epsilon=_row_cfg("eurl-pose")["epsilon"])
         assert (reward(L, L, torch.ones(5, dtype=torch.bool)) == -1).all()
         # no annotated joint at all (test-time blank targets): still no +1
         none = loss(empty, boxes, {"joints": joints, "vis": torch.zeros_like(vis)})

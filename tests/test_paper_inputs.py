@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from methods.activeloc import dqn as dqn_rows
-from methods.eurl import pose_agent as ea
 from methods.eurl import pose_data as pd_
+from methods.eurl import pose_env as pe
 from rlcv import engine
 from rlcv.models.agent_nets import ConvTrunk, PolicyValueNet, QNet
 from rlcv.rl import dqn
@@ -55,7 +55,7 @@ def _pose_env(backbone: str, feedback: bool = True):
             "sigma": 1.0}
     net = pd_.build_pose_net(arch).eval()
     cfg = {"epsilon": 0.5, "t_max": 3, "feedback": feedback, "backbone": backbone}
-    return ea.make_env(net, arch, cfg), net
+    return pe.make_env(net, arch, cfg), net
 
 
 def test_pose_agent_standardises_crops_only_for_the_small_trunk():

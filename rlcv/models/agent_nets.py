@@ -14,7 +14,7 @@ Input range: the first three channels are the RGB crop centred as `crop - 0.5` (
 The resnet18 trunk maps the RGB channels back to [0, 1] and normalises them with
 ImageNet's mean and std, the input its pretrained filters expect; the extra channels reach
 it unchanged. The small trunk takes the observation as it comes (the pose environment
-standardises its crops per image for it, `methods.eurl.pose_agent.SequenceEnv`).
+standardises its crops per image for it, `methods.eurl.pose_env.SequenceEnv`).
 """
 
 from __future__ import annotations
