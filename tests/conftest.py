@@ -54,37 +54,29 @@ def set_params(root: Path, **changes) -> None:
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
 
 
-def staged_ci_copy(dest: Path, dataset: str, env: dict) -> Path:
-    """A copy of the repo in `dest` on the ci profile, with synthetic `dataset` written and
-    staged by `rlcv` subprocesses run with `env`."""
-    import subprocess
-    import sys
+def staged_ci_copy(dest: Path, *datasets: str, **changes) -> Path:
+    """A copy of the repo in `dest` on the ci profile (and the params `changes`, as
+    `set_params` takes them), with each synthetic dataset written and staged."""
+    import os
+
+    from rlcv.cli import main
 
     root = copy_repo(dest)
-    set_params(root, profile="ci")
-    for cmd in (["synth", dataset], ["stage", dataset]):
-        subprocess.run([sys.executable, "-m", "rlcv.cli", *cmd], cwd=root, env=env,
-                       check=True, capture_output=True)
+    set_params(root, profile="ci", **changes)
+    old = os.getcwd()
+    os.chdir(root)
+    try:
+        for name in datasets:
+            assert main(["synth", name]) == 0 and main(["stage", name]) == 0, name
+    finally:
+        os.chdir(old)
     return root
 
 
 @pytest.fixture(scope="session")
 def ci_coco(tmp_path_factory) -> Path:
     """A copy of the repo on the ci profile with synthetic COCO written and staged."""
-    import os
-
-    from rlcv.cli import main
-
-    root = copy_repo(tmp_path_factory.mktemp("ci-repo"))
-    set_params(root, profile="ci")
-    old = os.getcwd()
-    os.chdir(root)
-    try:
-        assert main(["synth", "coco"]) == 0
-        assert main(["stage", "coco"]) == 0
-    finally:
-        os.chdir(old)
-    return root
+    return staged_ci_copy(tmp_path_factory.mktemp("ci-repo"), "coco")
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import json
 import os
 
 import pytest
-from conftest import copy_repo, run_rows, set_params
+from conftest import run_rows, staged_ci_copy
 
 import methods
 from rlcv.report.data import load_tables
@@ -23,16 +23,10 @@ ROWS = ["ciss-baseline-ade20k", "ciss-net-ade20k", "ciss-controls-ade20k",
 def trained(tmp_path_factory):
     from rlcv.cli import main
 
-    root = copy_repo(tmp_path_factory.mktemp("ciss-repo"))
-    set_params(root, profile="ci", seeds=[0])
-    old = os.getcwd()
-    os.chdir(root)
-    try:
-        for ds in ("ade20k", "pascal_context"):
-            assert main(["synth", ds]) == 0 and main(["stage", ds]) == 0
-    finally:
-        os.chdir(old)
+    root = staged_ci_copy(tmp_path_factory.mktemp("ciss-repo"), "ade20k", "pascal_context",
+                          seeds=[0])
     run_rows(root, ROWS)
+    old = os.getcwd()
     os.chdir(root)
     try:
         assert main(["report"]) == 0

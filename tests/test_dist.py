@@ -60,8 +60,7 @@ def _descendants(pid: int) -> list[int]:
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
-    dest = tmp_path_factory.mktemp("dist")
-    return staged_ci_copy(dest, "ade20k", _env(dest))
+    return staged_ci_copy(tmp_path_factory.mktemp("dist"), "ade20k")
 
 
 def _steps(root, steps: int, batch: int = 4) -> None:

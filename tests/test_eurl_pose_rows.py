@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import copy_repo, run_rows, set_params
+from conftest import run_rows, staged_ci_copy
 
 ROWS = ("eurl-pose-boxes", "eurl-pose-rmpe", "eurl-pose", "eurl-pose-ablations",
         "eurl-pose-every-step", "eurl-pose-t2-boxes", "eurl-pose-t2-rmpe", "eurl-pose-t2",
@@ -20,17 +20,7 @@ AP = {"head", "shoulder", "elbow", "wrist", "hip", "knee", "ankle", "total"}
 @pytest.fixture(scope="module")
 def ci_runs(tmp_path_factory) -> Path:
     """A ci copy of the repo with synthetic MPII staged and every pose row run (seed 0)."""
-    from rlcv.cli import main
-
-    root = copy_repo(tmp_path_factory.mktemp("ci-pose"))
-    set_params(root, profile="ci", seeds=[0])
-    old = os.getcwd()
-    os.chdir(root)
-    try:
-        assert main(["synth", "mpii"]) == 0
-        assert main(["stage", "mpii"]) == 0
-    finally:
-        os.chdir(old)
+    root = staged_ci_copy(tmp_path_factory.mktemp("ci-pose"), "mpii", seeds=[0])
     run_rows(root, ROWS)
     return root
 

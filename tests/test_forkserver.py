@@ -19,8 +19,7 @@ ROW = "gt-bbox-deepmask"
 @pytest.fixture(scope="module")
 def ci_repo(tmp_path_factory) -> Path:
     """A ci-profile copy with synthetic COCO staged (its own: runs are rewritten here)."""
-    dest = tmp_path_factory.mktemp("fork-repo")
-    return staged_ci_copy(dest, "coco", _env(dest))
+    return staged_ci_copy(tmp_path_factory.mktemp("fork-repo"), "coco")
 
 
 def _env(root: Path, **extra) -> dict:
