@@ -8,8 +8,10 @@ set: every `rlcv` command DVC starts then records when its process started and e
 how long it took to be ready to work (importing rlcv's command line, torch included: the
 start-up every stage pays; with `rlcv.forkserver`, the client's start and the fork).
 What lies between one command's end and the next one's start is DVC's bookkeeping
-(hashing deps and outs, writing dvc.lock, checking the next stage). `table` prints the
-per-stage markdown table README.md carries and the totals by kind.
+(hashing deps and outs, writing dvc.lock, checking the next stage). Each command also
+records the CPU seconds of its work, its seed workers' included, so that the table can
+say how many of the cores a stage kept busy. `table` prints the per-stage markdown table
+README.md carries and the totals by kind.
 Nothing here changes what a stage computes.
 """
 
@@ -23,7 +25,10 @@ import sys
 import time
 from pathlib import Path
 
-FIELDS = ("stage", "start", "startup_s", "end", "rc")
+FIELDS = ("stage", "start", "startup_s", "end", "rc", "cpu_s")
+"""cpu_s: CPU seconds (user + system) of the command's work, its seed workers included;
+divided by the work's wall seconds it says how many cores the stage kept busy. Logs
+written before 2026-12-07 lack it."""
 
 def _exec(argv: list[str], start: float | None = None) -> int:
     """Run one rlcv command in this process, appending its times to $RLCV_STAGE_LOG
@@ -33,16 +38,23 @@ def _exec(argv: list[str], start: float | None = None) -> int:
 
     from rlcv import cli
 
-    ready = time.time()
+    ready, cpu = time.time(), _cpu_seconds()
     try:
         rc = cli.main(argv)
     except SystemExit as exc:
         rc = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    end = time.time()
+    end, cpu = time.time(), _cpu_seconds() - cpu
     with open(os.environ["RLCV_STAGE_LOG"], "a", newline="") as fh:
         csv.writer(fh).writerow([" ".join(argv), f"{start:.3f}", f"{ready - start:.3f}",
-                                 f"{end:.3f}", rc])
+                                 f"{end:.3f}", rc, f"{cpu:.3f}"])
     return rc
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of this process and of its children that have been
+    waited for (the seed workers, which `rlcv.workers` joins)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
 def _process_start() -> float:
@@ -70,7 +82,8 @@ def run(log: Path, dvc_args: list[str]) -> int:
     rc = subprocess.call([sys.executable, "-m", "rlcv.dvcrun", "repro", *dvc_args], env=env)
     total = time.time() - t0
     with open(log, "a", newline="") as fh:
-        csv.writer(fh).writerow(["(dvc repro total)", f"{t0:.3f}", "0", f"{t0 + total:.3f}", rc])
+        csv.writer(fh).writerow(["(dvc repro total)", f"{t0:.3f}", "0", f"{t0 + total:.3f}", rc,
+                                 ""])
     return rc
 
 
@@ -81,9 +94,12 @@ def table(log: Path) -> str:
     total = next((r for r in rows if r["stage"] == "(dvc repro total)"), None)
     rows = [r for r in rows if r["stage"] != "(dvc repro total)"]
     rows.sort(key=lambda r: float(r["start"]))
-    lines = ["| stage command | DVC before it (s) | start-up (s) | work (s) |",
-             "|---|---:|---:|---:|"]
+    timed = bool(rows) and all(r.get("cpu_s") for r in rows)   # logs since 2026-12-07
+    busy_head = " cores busy |" if timed else ""
+    lines = ["| stage command | DVC before it (s) | start-up (s) | work (s) |" + busy_head,
+             "|---|---:|---:|---:|" + ("---:|" if timed else "")]
     kinds: dict[str, float] = {"dvc": 0.0, "startup": 0.0}
+    cpu: dict[str, float] = {}
     prev_end = float(total["start"]) if total else float(rows[0]["start"]) if rows else 0.0
     for r in rows:
         start, end, startup = float(r["start"]), float(r["end"]), float(r["startup_s"])
@@ -93,18 +109,25 @@ def table(log: Path) -> str:
         kinds["dvc"] += dvc
         kinds["startup"] += startup
         kinds[kind] = kinds.get(kind, 0.0) + work
-        lines.append(f"| `rlcv {r['stage']}` | {dvc:.1f} | {startup:.1f} | {work:.1f} |")
+        busy = ""
+        if timed:
+            cpu[kind] = cpu.get(kind, 0.0) + float(r["cpu_s"])
+            busy = f" {float(r['cpu_s']) / work:.2f} |" if work > 0 else " |"
+        lines.append(f"| `rlcv {r['stage']}` | {dvc:.1f} | {startup:.1f} | {work:.1f} |{busy}")
         prev_end = end
     if total:
         kinds["dvc"] += max(0.0, float(total["end"]) - prev_end)
-    lines += ["", "| where the time went | minutes |", "|---|---:|"]
+    lines += ["", "| where the time went | minutes |" + busy_head,
+              "|---|---:|" + ("---:|" if timed else "")]
     for kind, secs in sorted(kinds.items(), key=lambda kv: -kv[1]):
         label = {"dvc": "DVC bookkeeping", "startup": "process start-up (imports)"}.get(
             kind, f"`rlcv {kind}` work")
-        lines.append(f"| {label} | {secs / 60:.1f} |")
+        busy = (f" {cpu[kind] / secs:.2f} |" if kind in cpu and secs > 0 else " |") if timed else ""
+        lines.append(f"| {label} | {secs / 60:.1f} |{busy}")
     if total:
         wall = float(total["end"]) - float(total["start"])
-        lines.append(f"| **`dvc repro` wall clock** (exit {total['rc']}) | **{wall / 60:.1f}** |")
+        lines.append(f"| **`dvc repro` wall clock** (exit {total['rc']}) | **{wall / 60:.1f}** |"
+                     + (" |" if timed else ""))
     return "\n".join(lines)
 
 
