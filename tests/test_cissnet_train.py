@@ -1,8 +1,8 @@
 """CiSS-Net trained for real on a tiny synthetic ADE20K (issues 6, 20): the learned context
 changes the predictions, the Base Net is trained further (Step 0 is not the baseline),
 the controls row trains its two models on the budgets of the rows it requires, the
-ablation row reports every model under its table labels, and the context figure is drawn
-from the checkpoints."""
+ablation row reports every model under its table labels, and the context figure draws the
+checkpoint's maps and the evaluation's recorded curves."""
 
 from __future__ import annotations
 
@@ -66,7 +66,10 @@ def test_learned_context_changes_the_baselines_predictions(tiny, ciss):
     before = engine.load_checkpoint(base_ckpt)["base"]
     after = engine.load_checkpoint(ckpt)["snet"]
     assert any(not torch.equal(before[k], after[f"base.{k}"]) for k in before)
-    assert set(ours) == {"miou", "pixel_acc", "miou@Step 0", "miou@Step 4", "miou@Step 6"}
+    chain = {C.CHAIN.format(metric="miou", t=t) for t in range(7)}   # the figure's curve
+    assert set(ours) == {"miou", "pixel_acc", "miou@Step 0", "miou@Step 4", "miou@Step 6"} | chain
+    assert ours["miou_chain_step_2"] == ours["miou"]                  # t = eval_steps
+    assert all(ours[f"miou_chain_step_{t}"] == ours[f"miou@Step {t}"] for t in (0, 4, 6))
     hist = [r for r in run.history if r["phase"] == "learned"]
     assert len(hist) == 150 and "eval_miou" in hist[74] and 0 < hist[-1]["adopt"] < 1
 
@@ -96,9 +99,10 @@ def test_ablations_row_reports_every_model_under_its_labels(tiny, ablations):
     out = C.evaluate_ablations(str(ckpt), data)
     labels = ["Baseline+p-map", "w/o RL", "λ2=0.001", "Baseline+gated(p-map)", "λ2=0.005",
               "λ2=0.01", "λ2=0.02", "γ=0.1", "γ=0.3", "γ=0.9"]
-    assert set(out) == {f"{m}@{lb}" for m in ("miou", "pixel_acc") for lb in labels}
+    chain = {C.PMAP_CHAIN.format(metric="miou", t=t) for t in range(7)}   # p-map's curve
+    assert set(out) == {f"{m}@{lb}" for m in ("miou", "pixel_acc") for lb in labels} | chain
     assert out["miou@λ2=0.02"] == out["miou@γ=0.9"]              # one model, two tables
-    assert out["miou@Baseline+p-map"] == out["miou@w/o RL"]
+    assert out["miou@Baseline+p-map"] == out["miou@w/o RL"] == out["miou_pmap_chain_step_2"]
     assert all(0 <= v <= 1 for v in out.values())
     state = engine.load_checkpoint(ckpt)
     assert [(v["context"], v["lambda2"], v["gamma"]) for v in state["variants"]][:2] == [
@@ -111,21 +115,47 @@ def test_ablations_row_reports_every_model_under_its_labels(tiny, ablations):
     assert all(torch.equal(before[k], after[k]) for k in before)
 
 
-def test_context_figure_from_the_checkpoints(tiny, ciss, ablations, chdir):
+def test_context_figure_from_the_checkpoints_and_the_recorded_curves(tiny, ciss, ablations,
+                                                                     chdir, monkeypatch):
+    """The maps are inferred from the checkpoint; the curves are the evaluation's chain
+    scores from metrics.json (of the active profile), not a second inference."""
+    import json
+
     from methods.cissnet import plots as cissnet_plots
     from rlcv.params import Params
 
     root, data, _ = tiny
     params = Params({"profile": "ci", "seeds": [0], "methods": {
         "ciss-net-ade20k": {}, "ciss-ablations-ade20k": {}}}, root / "params.yaml")
+    recorded = {}
+    for (name, fn), (_, ckpt) in zip((("ciss-net-ade20k", C.evaluate_ciss),
+                                      ("ciss-ablations-ade20k", C.evaluate_ablations)),
+                                     (ciss, ablations), strict=True):
+        recorded[name] = fn(str(ckpt), data)
+        path = root / "results" / "runs" / f"{name}-0" / "metrics.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"profile": "ci", "row": name, "seed": 0,
+                                    "metrics": recorded[name]}))
+    drawn = []
+    real = cissnet_plots.step_curves
+
+    def spy(*args, **kw):
+        drawn.append(real(*args, **kw))
+        return drawn[-1]
+
+    monkeypatch.setattr(cissnet_plots, "step_curves", spy)
     with chdir(root):
         written = C.figures(params, root / "results")
-        task, val = C.Task.of(data.manifest), data.load("val")
-        curve = cissnet_plots._curves(task, "ciss-net-ade20k", [0], val, root / "runs", None)
     (path, caption), = written
     assert path == root / "results" / "plots" / "ciss-net-context.png"
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "context" in caption
-    ours = C.evaluate_ciss(str(ciss[1]), data)
-    assert curve.shape == (1, cissnet_plots.CURVE_STEPS + 1)
-    assert curve[0, 2] == pytest.approx(100 * ours["miou"])
-    assert curve[0, 6] == pytest.approx(100 * ours["miou@Step 6"])
+    ours, pmap = drawn
+    assert ours.shape == pmap.shape == (1, 7)
+    assert ours[0, 2] == recorded["ciss-net-ade20k"]["miou"]
+    assert ours[0, 6] == recorded["ciss-net-ade20k"]["miou@Step 6"]
+    assert pmap[0, 2] == recorded["ciss-ablations-ade20k"]["miou@w/o RL"]
+    # a run of another profile is not drawn
+    path = root / "results" / "runs" / "ciss-net-ade20k-0" / "metrics.json"
+    path.write_text(path.read_text().replace('"profile": "ci"', '"profile": "smoke"'))
+    assert real(root / "results", "ciss-net-ade20k", params,
+                C.CHAIN.replace("{metric}", "miou")).shape == (0, 0)

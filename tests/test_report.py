@@ -401,3 +401,31 @@ def test_a_curve_that_fails_in_a_worker_fails_the_wait(tmp_path):
     wait = plots.start_curves(jobs, 2)
     with pytest.raises(ValueError):
         wait()
+
+
+def test_step_curves_read_the_recorded_steps_of_each_seed(tmp_path):
+    """Family figures draw a per-step metric from metrics.json: consecutive steps from
+    `first`, cut to what every seed has, runs of another profile left out, and a value
+    that is not a number refused in one line."""
+    import json
+
+    from rlcv.errors import RlcvError
+    from rlcv.params import Params
+    from rlcv.report.runs import step_curves
+
+    def write(seed, metrics, profile="ci"):
+        path = tmp_path / "runs" / f"r-{seed}" / "metrics.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"profile": profile, "metrics": metrics}))
+
+    params = Params({"profile": "ci", "seeds": [0, 1, 2, 3], "methods": {"r": {}}},
+                    tmp_path / "params.yaml")
+    write(0, {"m@s 1": 0.1, "m@s 2": 0.2, "m@s 3": 0.3, "m": 9.0})
+    write(1, {"m@s 1": 0.4, "m@s 2": 0.5, "m@s 4": 0.7})        # step 3 missing: stops at 2
+    write(2, {"m@s 1": 0.9}, profile="smoke")                    # another profile
+    out = step_curves(tmp_path, "r", params, "m@s {t}", first=1)  # seed 3 never ran
+    assert out.tolist() == [[0.1, 0.2], [0.4, 0.5]]
+    assert step_curves(tmp_path, "r", params, "x@s {t}").shape == (0, 0)
+    write(1, {"m@s 1": "high"})
+    with pytest.raises(RlcvError, match="m@s 1"):
+        step_curves(tmp_path, "r", params, "m@s {t}", first=1)

@@ -2,9 +2,11 @@
 
 `context_figure` writes `results/plots/ciss-net-context.png`: for a few val images of
 each dataset, the p-map Y^t and the context map K^t at steps t = 0, 1, 2 of the trained
-CiSS-Net (uncertain regions white, as in the paper), and the main metric of the greedy
+CiSS-Net (uncertain regions white, as in the paper), and the main metric of the evaluated
 chain against the iteration step (mean ± std over seeds), beside the complete-p-map
-model (w/o RL) and the Baseline (step 0). All scores come from `rlcv.metrics`.
+model (w/o RL) and the Baseline (step 0). The curves are read from the rows' metrics.json
+(`rows.CHAIN`, `rows.PMAP_CHAIN`, written by their evaluation with `rlcv.metrics`); only the
+drawn maps are inferred here, from one checkpoint.
 """
 
 from __future__ import annotations
@@ -20,11 +22,11 @@ from methods.cissnet.data import Task
 from methods.cissnet.paper import val_chunks
 from rlcv import engine
 from rlcv import io as rio
+from rlcv.report.runs import step_curves
 
 PLOT = "ciss-net-context.png"
 SHOW_STEPS = 3
 """Context maps K^0..K^2 and p-maps Y^0..Y^2 are drawn."""
-CURVE_STEPS = 6
 
 
 def _palette(task: Task) -> np.ndarray:
@@ -51,27 +53,6 @@ def _rows(params, train_fn) -> list[str]:
 
     return [n for n in params.method_names
             if n in methods.METHODS and methods.METHODS[n].train is train_fn]
-
-
-def _curves(task, row: str, seeds, val, runs: Path, variant_context: str | None):
-    """Main metric of Y^0..Y^CURVE_STEPS per seed (rows: seeds) for a checkpointed row."""
-    out = []
-    for seed in seeds:
-        path = runs / f"{row}-{seed}" / "checkpoint.pt"
-        if not path.is_file():
-            continue
-        state = engine.load_checkpoint(path)
-        variant = None
-        if variant_context is not None:
-            variant = next((v for v in state.get("variants", [])
-                            if v["context"] == variant_context), None)
-            if variant is None:
-                continue
-        domain, snet, cnet, cfg = C.load_models(state, variant)
-        preds = C.chunked_predictions(snet, cnet, cfg, val_chunks(domain, val, cfg.eval_batch),
-                                      CURVE_STEPS, task)
-        out.append([task.score(p, val, main_only=True)[task.main_metric] for p in preds])
-    return np.array(out) * 100
 
 
 def context_figure(params, results: Path, runs: Path = Path("runs"), images: int = 2):
@@ -106,9 +87,11 @@ def context_figure(params, results: Path, runs: Path = Path("runs"), images: int
         panels.append({
             "row": row, "seed": seed, "task": task, "val": val,
             "pmaps": [lg.argmax(1) for lg in logits[:SHOW_STEPS]], "contexts": contexts,
-            "ours": _curves(task, row, params.seeds, val, runs, None),
-            "pmap": (_curves(task, ablation, params.seeds, val, runs, "pmap")
-                     if ablation else np.zeros((0, CURVE_STEPS + 1))),
+            "ours": 100 * step_curves(results, row, params,
+                                      C.CHAIN.replace("{metric}", task.main_metric)),
+            "pmap": 100 * (step_curves(results, ablation, params,
+                                       C.PMAP_CHAIN.replace("{metric}", task.main_metric))
+                           if ablation else np.zeros((0, 0))),
         })
     if not panels:
         return []
@@ -136,10 +119,10 @@ def context_figure(params, results: Path, runs: Path = Path("runs"), images: int
     sub = grid[n_img, :].subgridspec(1, len(panels))
     for j, p in enumerate(panels):
         ax = fig.add_subplot(sub[0, j])
-        steps = np.arange(CURVE_STEPS + 1)
         for name, curve, style in (("CiSS-Net", p["ours"], "o-"), ("w/o RL (p-map)", p["pmap"],
                                                                      "s--")):
-            if len(curve):
+            steps = np.arange(curve.shape[1])
+            if len(curve) and len(steps):
                 ax.errorbar(steps, curve.mean(0), yerr=curve.std(0, ddof=1) if len(curve) > 1
                             else None, fmt=style, ms=3,
                             capsize=2, label=f"{name} (n={len(curve)})")

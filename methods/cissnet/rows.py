@@ -293,8 +293,22 @@ def evaluate_baseline(ckpt: str, data) -> dict:
                       val)
 
 
+CHAIN = "{metric}_chain_step_{t}"
+"""metrics.json key of the main metric of the evaluated chain's Y^t, every t up to the last
+Table 1 step (the context figure's curve; not a table row)."""
+PMAP_CHAIN = "{metric}_pmap_chain_step_{t}"
+"""The same for the complete-p-map model of an ablation row."""
+
+
+def _chain_scores(key: str, task: Task, preds: list, val: dict) -> dict:
+    m = task.main_metric
+    return {key.format(metric=m, t=t): task.score(p, val, main_only=True)[m]
+            for t, p in enumerate(preds)}
+
+
 def evaluate_ciss(ckpt: str, data) -> dict:
-    """Scores at t = eval_steps, plus `metric@Step t` for Table 1 (learned context only)."""
+    """Scores at t = eval_steps, plus `metric@Step t` for Table 1 and the main metric at
+    every step t up to the last of them (`CHAIN`; learned context only)."""
     task, val = Task.of(data.manifest), data.load("val")
     state = engine.load_checkpoint(ckpt)
     domain, snet, cnet, cfg = load_models(state, device=data.device)
@@ -304,11 +318,14 @@ def evaluate_ciss(ckpt: str, data) -> dict:
     out = task.score(preds[cfg.eval_steps], val)
     m = task.main_metric
     out.update({f"{m}@Step {t}": task.score(preds[t], val, main_only=True)[m] for t in table})
+    if cnet is not None:
+        out.update(_chain_scores(CHAIN, task, preds, val))
     return out
 
 
 def evaluate_ablations(ckpt: str, data) -> dict:
-    """Every ablation model's scores at t = eval_steps, as `metric@<its table labels>`."""
+    """Every ablation model's scores at t = eval_steps, as `metric@<its table labels>`, and
+    the complete-p-map model's main metric at every step (`PMAP_CHAIN`)."""
     task, val = Task.of(data.manifest), data.load("val")
     state = engine.load_checkpoint(ckpt)
     out, x_val = {}, None
@@ -319,10 +336,16 @@ def evaluate_ablations(ckpt: str, data) -> dict:
             chunks = [(x_val, val)]
         else:
             chunks = paper.val_chunks(domain, val, cfg.eval_batch)
-        pred = chunked_predictions(snet, cnet, cfg, chunks, cfg.eval_steps, task)
-        scores = task.score(pred[-1], val)
+        # the complete p-map's chain draws nothing at random, so running it on to the
+        # last Table 1 step (for the context figure) leaves its Y^eval_steps as it was
+        steps = max((cfg.eval_steps, *cfg.table_steps)) if cfg.context == "pmap" else \
+            cfg.eval_steps
+        pred = chunked_predictions(snet, cnet, cfg, chunks, steps, task)
+        scores = task.score(pred[cfg.eval_steps], val)
         for label in variant["labels"]:
             out.update({f"{k}@{label}": v for k, v in scores.items()})
+        if cfg.context == "pmap":
+            out.update(_chain_scores(PMAP_CHAIN, task, pred, val))
     return out
 
 

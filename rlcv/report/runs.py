@@ -18,11 +18,16 @@ import math
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from rlcv.errors import RlcvError
 from rlcv.report.data import TableSpec
+
+if TYPE_CHECKING:
+    from rlcv.params import Params
 
 
 @dataclass
@@ -106,6 +111,30 @@ def collect(params, results: Path, specs: dict[str, TableSpec]
                 if rec.get("same_runs_as"):
                     slot.twins.add(str(rec["same_runs_as"]))
     return out, seen
+
+
+def step_curves(results: Path, row: str, params: Params, key: str, first: int = 0
+                ) -> np.ndarray:
+    """A per-step metric a row's evaluation recorded, as (seeds, steps): the values of
+    `key.format(t=t)` for t = first, first + 1, ... while present, from each seed's
+    metrics.json of the active profile (seeds without one are left out), cut to the
+    steps every seed has. Family figures draw these instead of re-running the models."""
+    curves = []
+    for seed in params.seeds:
+        path = Path(results) / "runs" / f"{row}-{seed}" / "metrics.json"
+        if not path.is_file():
+            continue
+        rec = _load_json(path)
+        if rec.get("profile") != params.profile:
+            continue
+        curve, m = [], rec["metrics"]
+        while key.format(t=first + len(curve)) in m:
+            k = key.format(t=first + len(curve))
+            curve.append(_number(path, k, m[k]))
+        if curve:
+            curves.append(curve)
+    n = min((len(c) for c in curves), default=0)
+    return np.array([c[:n] for c in curves], dtype=np.float64).reshape(len(curves), n)
 
 
 def histories(results: Path, runs: dict[str, list[int]]) -> dict[str, dict[int, pd.DataFrame]]:
