@@ -13,6 +13,7 @@ import torch
 
 import datasets
 import methods
+from methods.acis.evaluate import TIMESTEP
 from rlcv import engine
 from rlcv.params import build_config, load
 from rlcv.report.data import load_tables
@@ -63,9 +64,16 @@ def test_rows_train_and_evaluate_to_their_tables_metrics(ci_repo):
             continue
         wanted = {m.id for tid in row.tables for m in specs[tid].metrics}
         staged = Staged(root / "data" / "staged" / row.data)
-        if "dice_late" in wanted and int(staged.load("val")["num_leaves"].max()) <= 10:
+        fig3 = "dice_early" in wanted
+        most = int(staged.load("val")["num_leaves"].max()) if fig3 else 0
+        if "dice_late" in wanted and most <= 10:
             wanted.discard("dice_late")   # no image reaches timestep 11
-        assert set(scores) == wanted, (name, sorted(set(scores) ^ wanted))
+        # Fig. 3's rows also keep the unbinned curve for the report's plot: every timestep
+        # up to the image with the most leaves
+        curve = {k for k in scores if k.startswith("dice_timestep_")}
+        assert curve == ({TIMESTEP.format(t=t) for t in range(1, most + 1)}
+                         if fig3 else set()), name
+        assert set(scores) - curve == wanted, (name, sorted((set(scores) - curve) ^ wanted))
         for key, v in scores.items():
             assert math.isfinite(v) and v >= 0, (name, key, v)
             if not key.startswith(("abs_dic", "avgf")):
@@ -106,11 +114,62 @@ def test_figures_are_drawn_from_the_runs(ci_repo, monkeypatch):
             _run(root, params, name)
     params.raw["seeds"] = [0]
     monkeypatch.chdir(root)
+    # Fig. 4 re-runs the checkpoints; Fig. 3 draws what the evaluation recorded
+    out = figures(params, root / "results")
+    assert {p.name for p, _ in out} == {"acis-order.png"}
+    for name in ("acis-bl-trunc", "acis-ac-dice"):
+        _write_metrics(root, params, name, 0, "ci")
     out = figures(params, root / "results")
     names = {p.name for p, _ in out}
     assert names == {"acis-dice-per-step.png", "acis-order.png"}
     for p, caption in out:
         assert p.is_file() and p.stat().st_size > 1000 and "ACIS" in caption
+
+
+def _write_metrics(root: Path, params, name: str, seed: int, profile: str) -> dict:
+    """results/runs/<name>-<seed>/metrics.json as `rlcv evaluate` writes it (the fields the
+    report reads)."""
+    import json
+
+    from datasets._common import Staged
+
+    row = methods.get(name)
+    scores = row.evaluate(str(root / "runs" / f"{name}-{seed}" / "checkpoint.pt"),
+                          Staged(root / "data" / "staged" / row.data))
+    path = root / "results" / "runs" / f"{name}-{seed}" / "metrics.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"profile": profile, "row": name, "seed": seed,
+                                "metrics": scores}))
+    return scores
+
+
+def test_fig3_plot_draws_the_evaluated_curve(ci_repo, monkeypatch):
+    """The per-timestep bars are the evaluation's TIMESTEP values (mean over seeds), for
+    the active profile only."""
+    from methods.acis import plots
+    from rlcv.report.runs import step_curves
+
+    root, params = ci_repo
+    for name in ("acis-pretrain-cvppp", "acis-bl-trunc"):
+        for seed in (0, 1):
+            if not (root / "runs" / f"{name}-{seed}" / "checkpoint.pt").is_file():
+                _run(root, params, name, seed)
+    params.raw["seeds"] = [0, 1]
+    monkeypatch.chdir(root)
+    scores = [_write_metrics(root, params, "acis-bl-trunc", s, "ci") for s in (0, 1)]
+    curves = step_curves(root / "results", "acis-bl-trunc", params, TIMESTEP, first=1)
+    n = sum(1 for k in scores[0] if k.startswith("dice_timestep_"))
+    assert curves.shape == (2, n) and n > 0
+    assert curves[1, 0] == scores[1][TIMESTEP.format(t=1)]
+    _write_metrics(root, params, "acis-bl-trunc", 1, "smoke")   # another profile's run
+    assert step_curves(root / "results", "acis-bl-trunc", params, TIMESTEP, first=1).shape == \
+        (1, n)
+    drawn = []
+    monkeypatch.setattr(plots, "_save", lambda fig, out: drawn.append(fig) or out)
+    plots.dice_per_step_plot(params, root / "results", root / "fig3.png")
+    (fig,) = drawn
+    bars = [b.get_height() for b in fig.axes[0].patches]
+    assert bars[:n] == pytest.approx(100 * curves[0])
 
 
 def test_scores_are_taken_at_the_ground_truths_resolution(ci_repo, monkeypatch):

@@ -18,7 +18,8 @@ a CVPPP plant: background).
   max-matching Dice of the first N predictions (N = ground-truth count: ground-truth
   stopping; `dice_per_timestep`), |DiC| as in Table 1 on the terminated predictions.
 - Fig. 3: `dice_per_timestep` with ground-truth stopping, averaged per step over images
-  (`average_per_timestep`), binned into steps 1-10 and 11-20.
+  (`average_per_timestep`), binned into steps 1-10 and 11-20, and kept per step
+  (`TIMESTEP` keys) for the report's Fig. 3 plot.
 - Table 4 (KITTI): MWCov, MUCov (`coverage`) and AvgFP, AvgFN (`false_positive_negative`)
   of the label map.
 """
@@ -202,4 +203,18 @@ def evaluate_split(state: dict, split: dict, tables: tuple[str, ...]) -> dict:
             out[f"abs_dic_{name}"] = scores["abs_dic"]
         if name == "lstm_mask" and "fig3" in tables:
             out.update(dice_bins(per_step))
+            out.update(dice_per_timestep_scores(per_step))
     return out
+
+
+TIMESTEP = "dice_timestep_{t}"
+"""metrics.json key of Fig. 3's mean Dice of the t-th prediction (t from 1; not a table
+row: the report's Fig. 3 plot reads it)."""
+
+
+def dice_per_timestep_scores(steps: list) -> dict:
+    """Fig. 3 unbinned: the mean Dice of the t-th prediction over the images that have a
+    t-th instance, every t some image reaches, as `TIMESTEP` keys."""
+    mean, count = average_per_timestep(steps)
+    return {TIMESTEP.format(t=t + 1): mean[t].item() for t in range(mean.shape[0])
+            if count[t] > 0}

@@ -6,7 +6,8 @@
 - `results/plots/acis-order.png` (Fig. 4): predictions of AC-Dice (CVPPP val) and AC-IoU
   (KITTI val) coloured by prediction order, blue = first, red = last.
 
-Both re-run inference from `runs/<row>-<seed>/checkpoint.pt` on the staged data.
+Fig. 3 draws what the rows' evaluation recorded in metrics.json (`evaluate.TIMESTEP`);
+Fig. 4 re-runs inference from `runs/<row>-<seed>/checkpoint.pt` on a few staged images.
 """
 
 from __future__ import annotations
@@ -18,19 +19,17 @@ import numpy as np
 import torch
 
 from methods.acis.evaluate import (
-    ground_truths,
-    gt_counts,
+    TIMESTEP,
     infer,
     label_maps,
     load_models,
     n_predicted,
-    per_step_dice,
     upsample,
 )
 from methods.acis.train import compute_aux, prepare
 from rlcv import engine
 from rlcv import io as rio
-from rlcv.metrics import average_per_timestep
+from rlcv.report.runs import step_curves
 
 RUNS = Path("runs")
 STAGED = Path("data/staged")
@@ -78,27 +77,21 @@ def _kind(params) -> str:
     return f"SYNTHETIC data, {params.profile} profile" if params.synthetic else "real data"
 
 
-def dice_per_step_plot(params, out: Path) -> Path | None:
-    """Fig. 3: per-timestep Dice of AC-Dice vs BL-Trunc on CVPPP val."""
+def dice_per_step_plot(params, results: Path, out: Path) -> Path | None:
+    """Fig. 3: per-timestep Dice of AC-Dice vs BL-Trunc on CVPPP val, as their evaluation
+    recorded it (`TIMESTEP` keys of metrics.json)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    split = _staged_split("cvppp/ablation", "val")
     curves = {}
     for label, row in (("BL-Trunc", "acis-bl-trunc"), ("AC-Dice", "acis-ac-dice")):
-        runs = _checkpoints(params, row)
-        if split is None or not runs:
+        if row not in params.method_names:
             continue
-        truths = ground_truths(split)
-        count = gt_counts(truths)
-        means = []
-        for _seed, state in runs:
-            probs, _ = _rollout(state, split, int(count.max()))   # ground-truth stopping
-            mean, _n = average_per_timestep(per_step_dice(probs, truths, count))
-            means.append(mean.numpy())
-        curves[label] = np.stack(means)
+        means = step_curves(results, row, params, TIMESTEP, first=1)
+        if means.size:
+            curves[label] = means
     if not curves:
         return None
     fig, ax = plt.subplots(figsize=(8, 3.2))
@@ -168,10 +161,11 @@ def order_plot(params, out: Path, per_dataset: int = 4) -> Path | None:
 
 
 def figures(params, results: Path) -> list[tuple[Path, str]]:
-    """The report hook: Fig. 3 and Fig. 4 of ACIS from the trained checkpoints."""
+    """The report hook: Fig. 3 of ACIS from the rows' metrics.json, Fig. 4 from the trained
+    checkpoints."""
     plots = Path(results) / "plots"
     out = []
-    path = dice_per_step_plot(params, plots / "acis-dice-per-step.png")
+    path = dice_per_step_plot(params, results, plots / "acis-dice-per-step.png")
     if path is not None:
         out.append((path, "ACIS Fig. 3: Dice per timestep, AC-Dice vs BL-Trunc "
                           "(CVPPP val)"))
