@@ -5,8 +5,10 @@ each dataset, the p-map Y^t and the context map K^t at steps t = 0, 1, 2 of the 
 CiSS-Net (uncertain regions white, as in the paper), and the main metric of the evaluated
 chain against the iteration step (mean ± std over seeds), beside the complete-p-map
 model (w/o RL) and the Baseline (step 0). The curves are read from the rows' metrics.json
-(`rows.CHAIN`, `rows.PMAP_CHAIN`, written by their evaluation with `rlcv.metrics`); only the
-drawn maps are inferred here, from one checkpoint.
+(`rows.CHAIN`, `rows.PMAP_CHAIN`, written by their evaluation with `rlcv.metrics`), so they
+cover the steps each evaluation scored (0-6 where Table 1 asks for them, 0-2 on
+Pascal-Context) and match its scores exactly; only the drawn maps are inferred here, from
+one checkpoint.
 """
 
 from __future__ import annotations
@@ -126,6 +128,7 @@ def context_figure(params, results: Path, runs: Path = Path("runs"), images: int
                 ax.errorbar(steps, curve.mean(0), yerr=curve.std(0, ddof=1) if len(curve) > 1
                             else None, fmt=style, ms=3,
                             capsize=2, label=f"{name} (n={len(curve)})")
+        ax.set_xticks(np.arange(max(p["ours"].shape[1], p["pmap"].shape[1])))
         ax.set_xlabel("iteration step t (step 0: the retrained Base Net, no context)")
         ax.set_ylabel(f"{p['task'].main_metric} (%)")
         ax.set_title(f"{p['task'].dataset}: val {p['task'].main_metric} vs step", fontsize=8)
