@@ -4,7 +4,7 @@
 CiSS-Net. Before, `rlcv report` loaded every seed's checkpoint
 and ran the chain to step 6 again to draw the main metric per step, which the row's
 evaluation had already computed (it scores steps 0, 4 and 6 for Table 1); now the
-evaluation records every step (`rows.CHAIN`) and the figure reads them
+evaluation records every step (`rows.chain_key`) and the figure reads them
 (`rlcv.report.runs.step_curves`).
 
 Timed per seed of a tiny CiSS-Net on a synthetic ADE20K, evaluation and figure curve
@@ -83,7 +83,7 @@ def _ours(root, data, ckpt) -> np.ndarray:
     path.write_text(json.dumps({"profile": "ci", "metrics": C.evaluate_ciss(ckpt, data)}))
     params = Params({"profile": "ci", "seeds": [0], "methods": {"ours": {}}},
                     root / "params.yaml")
-    return step_curves(root / "results", "ours", params, C.CHAIN.replace("{metric}", "miou"))[0]
+    return step_curves(root / "results", "ours", params, C.chain_key("miou"))[0]
 
 
 def test_bench_context_curves_recorded_vs_reinferred(benchmark, trained):

@@ -66,7 +66,7 @@ def test_learned_context_changes_the_baselines_predictions(tiny, ciss):
     before = engine.load_checkpoint(base_ckpt)["base"]
     after = engine.load_checkpoint(ckpt)["snet"]
     assert any(not torch.equal(before[k], after[f"base.{k}"]) for k in before)
-    chain = {C.CHAIN.format(metric="miou", t=t) for t in range(7)}   # the figure's curve
+    chain = {C.chain_key("miou").format(t=t) for t in range(7)}   # the figure's curve
     assert set(ours) == {"miou", "pixel_acc", "miou@Step 0", "miou@Step 4", "miou@Step 6"} | chain
     assert ours["miou_chain_step_2"] == ours["miou"]                  # t = eval_steps
     assert all(ours[f"miou_chain_step_{t}"] == ours[f"miou@Step {t}"] for t in (0, 4, 6))
@@ -99,7 +99,7 @@ def test_ablations_row_reports_every_model_under_its_labels(tiny, ablations):
     out = C.evaluate_ablations(str(ckpt), data)
     labels = ["Baseline+p-map", "w/o RL", "λ2=0.001", "Baseline+gated(p-map)", "λ2=0.005",
               "λ2=0.01", "λ2=0.02", "γ=0.1", "γ=0.3", "γ=0.9"]
-    chain = {C.PMAP_CHAIN.format(metric="miou", t=t) for t in range(7)}   # p-map's curve
+    chain = {C.chain_key("miou", pmap=True).format(t=t) for t in range(7)}   # p-map's curve
     assert set(out) == {f"{m}@{lb}" for m in ("miou", "pixel_acc") for lb in labels} | chain
     assert out["miou@λ2=0.02"] == out["miou@γ=0.9"]              # one model, two tables
     assert out["miou@Baseline+p-map"] == out["miou@w/o RL"] == out["miou_pmap_chain_step_2"]
@@ -158,4 +158,4 @@ def test_context_figure_from_the_checkpoints_and_the_recorded_curves(tiny, ciss,
     path = root / "results" / "runs" / "ciss-net-ade20k-0" / "metrics.json"
     path.write_text(path.read_text().replace('"profile": "ci"', '"profile": "smoke"'))
     assert real(root / "results", "ciss-net-ade20k", params,
-                C.CHAIN.replace("{metric}", "miou")).shape == (0, 0)
+                C.chain_key("miou")).shape == (0, 0)

@@ -5,7 +5,7 @@ each dataset, the p-map Y^t and the context map K^t at steps t = 0, 1, 2 of the 
 CiSS-Net (uncertain regions white, as in the paper), and the main metric of the evaluated
 chain against the iteration step (mean ± std over seeds), beside the complete-p-map
 model (w/o RL) and the Baseline (step 0). The curves are read from the rows' metrics.json
-(`rows.CHAIN`, `rows.PMAP_CHAIN`, written by their evaluation with `rlcv.metrics`), so they
+(`rows.chain_key`, written by their evaluation with `rlcv.metrics`), so they
 cover the steps each evaluation scored (0-6 where Table 1 asks for them, 0-2 on
 Pascal-Context) and match its scores exactly; only the drawn maps are inferred here, from
 one checkpoint.
@@ -89,10 +89,9 @@ def context_figure(params, results: Path, runs: Path = Path("runs"), images: int
         panels.append({
             "row": row, "seed": seed, "task": task, "val": val,
             "pmaps": [lg.argmax(1) for lg in logits[:SHOW_STEPS]], "contexts": contexts,
-            "ours": 100 * step_curves(results, row, params,
-                                      C.CHAIN.replace("{metric}", task.main_metric)),
+            "ours": 100 * step_curves(results, row, params, C.chain_key(task.main_metric)),
             "pmap": 100 * (step_curves(results, ablation, params,
-                                       C.PMAP_CHAIN.replace("{metric}", task.main_metric))
+                                       C.chain_key(task.main_metric, pmap=True))
                            if ablation else np.zeros((0, 0))),
         })
     if not panels:

@@ -293,22 +293,21 @@ def evaluate_baseline(ckpt: str, data) -> dict:
                       val)
 
 
-CHAIN = "{metric}_chain_step_{t}"
-"""metrics.json key of the main metric of the evaluated chain's Y^t, every t up to the last
-Table 1 step (the context figure's curve; not a table row)."""
-PMAP_CHAIN = "{metric}_pmap_chain_step_{t}"
-"""The same for the complete-p-map model of an ablation row."""
+def chain_key(metric: str, pmap: bool = False) -> str:
+    """metrics.json key, with `{t}` left to fill, of the main metric of the evaluated
+    chain's Y^t, every t up to the last Table 1 step (the context figure's curve; not a
+    table row); `pmap`: the complete-p-map model's, recorded by an ablation row."""
+    return f"{metric}_{'pmap_' if pmap else ''}chain_step_{{t}}"
 
 
-def _chain_scores(key: str, task: Task, preds: list, val: dict) -> dict:
-    m = task.main_metric
-    return {key.format(metric=m, t=t): task.score(p, val, main_only=True)[m]
-            for t, p in enumerate(preds)}
+def _chain(task: Task, preds: list, val: dict) -> list[float]:
+    """The main metric of each p-map of a chain."""
+    return [task.score(p, val, main_only=True)[task.main_metric] for p in preds]
 
 
 def evaluate_ciss(ckpt: str, data) -> dict:
     """Scores at t = eval_steps, plus `metric@Step t` for Table 1 and the main metric at
-    every step t up to the last of them (`CHAIN`; learned context only)."""
+    every step t up to the last of them (`chain_key`; learned context only)."""
     task, val = Task.of(data.manifest), data.load("val")
     state = engine.load_checkpoint(ckpt)
     domain, snet, cnet, cfg = load_models(state, device=data.device)
@@ -316,16 +315,16 @@ def evaluate_ciss(ckpt: str, data) -> dict:
     preds = chunked_predictions(snet, cnet, cfg, paper.val_chunks(domain, val, cfg.eval_batch),
                                 max((cfg.eval_steps, *table)), task)
     out = task.score(preds[cfg.eval_steps], val)
-    m = task.main_metric
-    out.update({f"{m}@Step {t}": task.score(preds[t], val, main_only=True)[m] for t in table})
     if cnet is not None:
-        out.update(_chain_scores(CHAIN, task, preds, val))
+        m, chain = task.main_metric, _chain(task, preds, val)
+        out.update({f"{m}@Step {t}": chain[t] for t in table})
+        out.update({chain_key(m).format(t=t): v for t, v in enumerate(chain)})
     return out
 
 
 def evaluate_ablations(ckpt: str, data) -> dict:
     """Every ablation model's scores at t = eval_steps, as `metric@<its table labels>`, and
-    the complete-p-map model's main metric at every step (`PMAP_CHAIN`)."""
+    the complete-p-map model's main metric at every step (`chain_key(..., pmap=True)`)."""
     task, val = Task.of(data.manifest), data.load("val")
     state = engine.load_checkpoint(ckpt)
     out, x_val = {}, None
@@ -345,7 +344,8 @@ def evaluate_ablations(ckpt: str, data) -> dict:
         for label in variant["labels"]:
             out.update({f"{k}@{label}": v for k, v in scores.items()})
         if cfg.context == "pmap":
-            out.update(_chain_scores(PMAP_CHAIN, task, pred, val))
+            key = chain_key(task.main_metric, pmap=True)
+            out.update({key.format(t=t): v for t, v in enumerate(_chain(task, pred, val))})
     return out
 
 
