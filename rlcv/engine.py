@@ -352,6 +352,28 @@ def fit(
     dist.barrier()
 
 
+def memory_format(dev: torch.device | str) -> torch.memory_format:
+    """The layout networks take on `dev`: channels-last on the CPU, where oneDNN's
+    convolutions run it faster than the contiguous NCHW layout (issue 22: a smoke ACIS
+    or pose training step 0.77-0.91x, `benchmarks/test_bench_layout.py`); as built
+    elsewhere (CUDA, where it has not been measured, and the lazy test device)."""
+    if torch.device(dev).type == "cpu":
+        return torch.channels_last
+    return torch.preserve_format
+
+
+def place(module: torch.nn.Module, dev: torch.device | str) -> torch.nn.Module:
+    """`module` on `dev` in `memory_format(dev)`: the one place where every network of the
+    suite moves to the run's device, for train and evaluate alike, so a checkpoint is
+    scored in the layout it was trained in. Layout changes no value, only the order of the
+    convolutions' sums (the floats move by rounding); a 4-D weight is stored channels-last
+    in the checkpoint and loads into either layout."""
+    fmt = memory_format(dev)
+    if fmt == torch.preserve_format:
+        return module.to(dev)
+    return module.to(dev, memory_format=fmt)
+
+
 def to_device(obj, dev: torch.device | str):
     """`obj` with every tensor in it (dicts, lists and tuples walked) on `dev`: the one
     place where staged data and checkpoints change device."""

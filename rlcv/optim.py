@@ -21,17 +21,29 @@ def _trainable(params) -> list:
     return [p for p in params if p.requires_grad]
 
 
-def adam(params, lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
-    """torch's Adam over `params` (all of them, as given) with the multi-tensor update.
+def _kernel(params: list) -> dict:
+    """How torch updates `params`: its fused kernel (one C++ loop over every tensor and
+    every element) where all of them live on the CPU or CUDA, else the multi-tensor
+    ("foreach") update (the lazy test device has no fused kernel).
 
     On the CPU torch defaults to updating one parameter tensor at a time, a Python loop
     of ~8 kernel calls per tensor; these models have hundreds of small tensors (the pose
-    hourglass 296), so that loop was ~17% of a pose training step. `foreach=True` runs each
-    operation over all tensors in one call and computes the same bits
-    (tests/test_optim.py checks Adam, AdamW and SGD over 30 steps);
-    benchmarks/test_bench_optim.py measures the step at about half the time. On CUDA it
-    is torch's default already. Every Adam in the suite is built here or by `build`."""
-    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, foreach=True)
+    hourglass 296), so that loop was ~17% of a pose training step. The multi-tensor update
+    computed its bits at half the time; the fused one reads and writes each element once
+    (benchmarks/test_bench_optim.py: the Adam step about a third of the multi-tensor
+    one's time). It rounds differently (tests/test_optim.py: within 1e-5 of the per-tensor
+    loop after 30 steps)."""
+    flat = [p for g in params for p in (g["params"] if isinstance(g, dict) else [g])]
+    if flat and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in flat):
+        return {"fused": True}
+    return {"foreach": True}
+
+
+def adam(params, lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
+    """torch's Adam over `params` (all of them, as given) with `_kernel`'s update. Every
+    Adam in the suite is built here or by `build`."""
+    params = list(params)
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, **_kernel(params))
 
 
 def build(name: str, params, lr: float, momentum: float = 0.9,
@@ -41,9 +53,9 @@ def build(name: str, params, lr: float, momentum: float = 0.9,
     params = _trainable(params)
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                               foreach=True)
+                               **_kernel(params))
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, foreach=True)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, **_kernel(params))
     if name == "adam":
         return adam(params, lr, weight_decay)
     raise ValueError(f"optimizer: expected one of {', '.join(OPTIMIZERS)}, got {name!r}")

@@ -1,5 +1,6 @@
 """The resumable training loop: checkpoints, resume, stale checkpoints, history."""
 
+import copy
 import csv
 import subprocess
 import sys
@@ -150,3 +151,20 @@ def test_seeding_skips_the_nan_fill_of_new_tensors_and_training_reads_no_unwritt
         filled, unfilled = _train_steps(True), _train_steps(False)
     assert all(torch.isfinite(w).all() for w in filled)
     assert all(torch.equal(a, b) for a, b in zip(filled, unfilled, strict=True))
+
+
+def test_place_puts_networks_channels_last_on_the_cpu_and_checkpoints_load_either_way():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
+                              torch.nn.Flatten(), torch.nn.Linear(4 * 8 * 8, 2))
+    ref = copy.deepcopy(net)
+    placed = engine.place(net, torch.device("cpu"))
+    assert placed[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert not placed[0].weight.is_contiguous()                  # not NCHW any more
+    assert engine.memory_format("cuda") == torch.preserve_format
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(placed(x), ref(x), rtol=1e-5, atol=1e-6)   # same values
+    fresh = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
+                                torch.nn.Flatten(), torch.nn.Linear(4 * 8 * 8, 2))
+    fresh.load_state_dict(placed.state_dict())                   # a checkpoint loads into NCHW
+    assert torch.equal(fresh[0].weight, placed[0].weight) and fresh[0].weight.is_contiguous()

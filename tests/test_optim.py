@@ -1,10 +1,8 @@
-"""rlcv.optim: the multi-tensor ("foreach") update computes what torch's per-tensor CPU
-default computes, bit for bit, so switching every optimizer of the suite to it (issue 22)
-moves no trained weight; and every optimizer the rows build takes that path."""
+"""rlcv.optim: the fused update computes what torch's per-tensor CPU default computes up
+to rounding (issue 22), every optimizer the rows build takes it on the CPU, and a device
+without the fused kernel gets the multi-tensor update."""
 
 from __future__ import annotations
-
-import copy
 
 import pytest
 import torch
@@ -14,40 +12,53 @@ from rlcv import optim
 from rlcv.models.hourglass import StackedHourglass
 
 
-def _train(net: nn.Module, make, steps: int = 30) -> list[torch.Tensor]:
-    net = copy.deepcopy(net)
-    opt = make(net.parameters())
-    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
-    for _ in range(steps):
-        loss = sum(o.square().mean() for o in net(x))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
+def _steps(params: list[nn.Parameter], opt, grads: list[list[torch.Tensor]]) -> list:
+    for step in grads:
+        for p, g in zip(params, step, strict=True):
+            p.grad = g.clone()
         opt.step()
-    return [p.detach().clone() for p in net.parameters()]
+    return [p.detach().clone() for p in params]
 
 
 @pytest.mark.parametrize("name,kw", [("adam", {}), ("adam", {"weight_decay": 1e-2}),
                                      ("adamw", {"weight_decay": 1e-2}),
                                      ("sgd", {"weight_decay": 1e-4})])
-def test_the_multi_tensor_update_is_bit_identical_to_the_per_tensor_loop(name, kw):
+def test_the_fused_update_is_the_per_tensor_loop_up_to_rounding(name, kw):
+    """Fed the same gradients (the hourglass's 100+ tensors, 50 steps), the fused update
+    lands within float rounding of the per-tensor loop. (Through a network the two
+    trajectories part after the first step, as any rounding change does: Adam turns the
+    sign of a near-zero gradient into a full step.)"""
     torch.manual_seed(0)
-    net = StackedHourglass(stacks=2, channels=8, depth=2)
+    start = [p.detach() for p in StackedHourglass(stacks=2, channels=8, depth=2).parameters()]
+    g = torch.Generator().manual_seed(1)
+    grads = [[torch.randn(p.shape, generator=g) * 1e-2 for p in start] for _ in range(50)]
     ref_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[name]
     extra = {"momentum": 0.9} if name == "sgd" else {}
-    ours = _train(net, lambda p: optim.build(name, p, 1e-3, **kw))
-    ref = _train(net, lambda p: ref_cls(p, lr=1e-3, foreach=False, **extra, **kw))
-    start = [p.detach() for p in net.parameters()]
-    assert any(not torch.equal(a, b) for a, b in zip(ours, start, strict=True))      # it trained
-    assert all(torch.equal(a, b) for a, b in zip(ours, ref, strict=True))
+    ours_p = [nn.Parameter(p.clone()) for p in start]
+    ref_p = [nn.Parameter(p.clone()) for p in start]
+    ours = _steps(ours_p, optim.build(name, ours_p, 1e-3, **kw), grads)
+    ref = _steps(ref_p, ref_cls(ref_p, lr=1e-3, foreach=False, **extra, **kw), grads)
+    moved = max((a - b).abs().max().item() for a, b in zip(ref, start, strict=True))
+    assert moved > 1e-3                                                    # it stepped
+    gap = max((a - b).abs().max().item() for a, b in zip(ours, ref, strict=True))
+    assert gap < 1e-6                            # ~1e-7 here: rounding, not another update
 
 
-def test_every_optimizer_takes_the_multi_tensor_path():
+def test_every_optimizer_takes_the_fused_path_on_the_cpu():
     params = [nn.Parameter(torch.zeros(3)), nn.Parameter(torch.zeros(2), requires_grad=False)]
     built = [optim.build(n, params, 1e-3) for n in optim.OPTIMIZERS]
     for opt in (optim.adam(params, 1e-3), *built):
-        assert opt.param_groups[0]["foreach"] is True
-    assert len(optim.adam(params, 1e-3).param_groups[0]["params"]) == 2     # as given
+        assert opt.param_groups[0]["fused"] is True
+    assert len(optim.adam(iter(params), 1e-3).param_groups[0]["params"]) == 2     # as given
     assert len(optim.build("adam", params, 1e-3).param_groups[0]["params"]) == 1  # trainable
+    groups = [{"params": [params[0]], "lr": 1e-2}]
+    assert optim.build("sgd", groups, 1e-3).param_groups[0]["fused"] is True
+
+
+def test_a_device_without_the_fused_kernel_gets_the_multi_tensor_update():
+    meta = [nn.Parameter(torch.zeros(3, device="meta"))]
+    for opt in (optim.adam(meta, 1e-3), *(optim.build(n, meta, 1e-3) for n in optim.OPTIMIZERS)):
+        assert opt.param_groups[0]["foreach"] is True and not opt.param_groups[0]["fused"]
 
 
 def test_no_row_builds_a_torch_optimizer_of_its_own():

@@ -127,7 +127,7 @@ def fit_actor(run, phase: str, data: Prepared, actor: Actor, decoder: MaskDecode
     opt = optim.adam(actor.parameters(), cfg.lr)
     objects = {"actor": actor, "opt": opt}
     if mode == "ac":
-        critic = critic if critic is not None else Critic(data.hw, width).to(run.device)
+        critic = critic if critic is not None else engine.place(Critic(data.hw, width), run.device)
         copt = optim.adam(critic.parameters(), cfg.critic_lr)
         objects.update(critic=critic, critic_opt=copt)
     elif mode not in ("bl", "bl-trunc"):

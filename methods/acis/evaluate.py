@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from methods.acis.train import Prepared, compute_aux, prepare, rollout
+from rlcv import engine
 from rlcv.metrics import (
     average_per_timestep,
     coverage,
@@ -55,7 +56,7 @@ def load_models(state: dict, device) -> tuple[MaskNet, MaskDecoder, Actor]:
     actor = Actor(hw, arch["latent"], arch["width"], arch["hidden"])
     actor.load_state_dict(state["actor"])
     for m in (preproc, decoder, actor):
-        m.to(device).eval()
+        engine.place(m, device).eval()
     return preproc, decoder, actor
 
 

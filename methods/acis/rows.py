@@ -124,7 +124,7 @@ def _pretrain(cfg: AcisConfig, run, train, arch: dict, preproc=None, suffix: str
     decoder = fit_cvae(run, "cvae" + suffix, train, arch["latent"], arch["width"],
                        arch["pyramid"], cfg.cvae_steps, cfg.pretrain_batch, cfg.pretrain_lr,
                        cfg.cvae_kl, cfg.pos_weight)
-    actor = Actor(train.hw, arch["latent"], arch["width"], arch["hidden"]).to(run.device)
+    actor = engine.place(Actor(train.hw, arch["latent"], arch["width"], arch["hidden"]), run.device)
     fit_actor(run, "init" + suffix, train, actor, decoder, replace(cfg, lr=cfg.init_lr),
               "bl-trunc", cfg.init_steps, arch["width"], window=1)
     set_exploration(actor, cfg.explore_std)
@@ -160,7 +160,7 @@ def _load_pretrained(run, cfg: AcisConfig, data):
     if not cfg.state_pyramid:
         arch["pyramid"] = False
         return (*_pretrain(cfg, run, train, arch, preproc, "-nosp"), arch, train)
-    critic = Critic(train.hw, arch["width"]).to(run.device)
+    critic = engine.place(Critic(train.hw, arch["width"]), run.device)
     critic.load_state_dict(state["critic"])
     train.aux = compute_aux(preproc, train)
     return preproc, decoder, actor, critic, arch, train

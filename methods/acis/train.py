@@ -87,7 +87,7 @@ def compute_aux(preproc: MaskNet, data: Prepared, chunk: int = 128) -> torch.Ten
 def fit_preproc(run, phase: str, data: Prepared, width: int, steps: int, batch: int,
                 lr: float) -> MaskNet:
     """Train the standalone pre-processing network (Sec. 5.2) and return it."""
-    net = MaskNet(width, in_ch=3, out_ch=AUX).to(run.device)
+    net = engine.place(MaskNet(width, in_ch=3, out_ch=AUX), run.device)
     opt = optim.adam(net.parameters(), lr)
     fg_all, bins_all = angle_targets(data.inst)
 
@@ -117,8 +117,8 @@ def fit_cvae(run, phase: str, data: Prepared, latent: int, width: int, pyramid: 
              pos_weight: float) -> MaskDecoder:
     """cVAE pre-training (Sec. 5.2): BCE reconstruction (object pixels weighted by
     `pos_weight`) + KL to N(0, I); returns the decoder."""
-    enc = MaskEncoder(data.hw, latent, width).to(run.device)
-    dec = MaskDecoder(data.hw, latent, width, pyramid).to(run.device)
+    enc = engine.place(MaskEncoder(data.hw, latent, width), run.device)
+    dec = engine.place(MaskDecoder(data.hw, latent, width, pyramid), run.device)
     opt = optim.adam([*enc.parameters(), *dec.parameters()], lr)
     has = data.count > 0
     pool = torch.nonzero(has)[:, 0]

@@ -158,7 +158,8 @@ def train_dqn(cfg: DQNConfig, data, run) -> str:
     reg, size, dm, crop_size = _parts(state, c, run.device)
     env = _env(c, dm, crop_size)
     qnet = QNet(env.obs_channels, env.history_len * env.n_actions, env.n_actions, cfg.width,
-                cfg.hidden, cfg.backbone, cfg.weights).to(run.device)
+                cfg.hidden, cfg.backbone, cfg.weights)
+    qnet = engine.place(qnet, run.device)
     agent = DQNAgent(qnet, cfg.lr, cfg.gamma, cfg.replay_batch, cfg.target_every)
     memory = ReplayMemory(cfg.replay, cfg.history)
     recog_opt = optim.adam(dm.parameters(), cfg.recog_lr) if cfg.upgrade else None
@@ -213,7 +214,8 @@ def evaluate_dqn(ckpt: str, data) -> dict:
         dm.load_state_dict(state["upgraded"])
     env = _env(c, dm, crop_size)
     qnet = QNet(state["obs_channels"], c["history"] * env.n_actions, env.n_actions, c["width"],
-                c["hidden"], c["backbone"]).to(data.device)
+                c["hidden"], c["backbone"])
+    qnet = engine.place(qnet, data.device)
     qnet.load_state_dict(state["q"])
     val = data.load("val")
     res = greedy(env, qnet, as_float(val["image"]), _starts(c, val["image"], reg, size),

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from methods.cissnet.data import IGNORE, Task, feature_targets, features, to_input
-from rlcv import dist
+from rlcv import dist, engine
 from rlcv.errors import ParamsError
 from rlcv.models.cissnet import BaseNet, DomainNet
 from rlcv.models.pspnet import DEPTHS, DilatedResNet, PSPHead
@@ -39,11 +39,11 @@ def build_segmenter(cfg, num_classes: int, device, load: bool = True):
     """(domain network, head) of a baseline config: DomainNet + BaseNet ('small') or the
     PSPNet trunk + PSPHead (ImageNet `cfg.weights` loaded when `load`)."""
     if cfg.backbone == "small":
-        domain = DomainNet(cfg.width, cfg.channels, cfg.layers).to(device)
-        return domain, BaseNet(cfg.channels, num_classes, dropout=cfg.dropout).to(device)
-    domain = DilatedResNet(DEPTHS[cfg.backbone], cfg.weights, load).to(device)
-    head = PSPHead(num_classes, domain.channels, cfg.head_width, cfg.dropout,
-                   aux=cfg.aux_weight > 0).to(device)
+        domain = engine.place(DomainNet(cfg.width, cfg.channels, cfg.layers), device)
+        return domain, engine.place(BaseNet(cfg.channels, num_classes, dropout=cfg.dropout), device)
+    domain = engine.place(DilatedResNet(DEPTHS[cfg.backbone], cfg.weights, load), device)
+    head = engine.place(PSPHead(num_classes, domain.channels, cfg.head_width, cfg.dropout,
+                                aux=cfg.aux_weight > 0), device)
     return domain, head
 
 
@@ -55,7 +55,7 @@ def load_domain(config: dict, state: dict, device) -> torch.nn.Module:
     else:
         domain = DilatedResNet(DEPTHS[backbone], load=False)
     domain.load_state_dict(state)
-    return domain.to(device)
+    return engine.place(domain, device)
 
 
 def scale_crop_mirror(images: torch.Tensor, targets: torch.Tensor, crop: int,

@@ -136,9 +136,10 @@ def train_baseline(cfg: BaselineConfig, data, run) -> str:
 
 
 def _build(cfg: CissConfig, channels: int, num_classes: int, device):
-    snet = SegmentNet(channels, num_classes, cfg.width, cfg.embed, tuple(cfg.bins),
-                      cfg.base_width, cfg.dropout).to(device)
-    cnet = (ContextNet(channels, num_classes, cfg.width, cfg.embed, tuple(cfg.bins)).to(device)
+    snet = engine.place(SegmentNet(channels, num_classes, cfg.width, cfg.embed, tuple(cfg.bins),
+                                   cfg.base_width, cfg.dropout), device)
+    cnet = (engine.place(ContextNet(channels, num_classes, cfg.width, cfg.embed,
+                                    tuple(cfg.bins)), device)
             if cfg.context == "learned" else None)
     return snet, cnet
 

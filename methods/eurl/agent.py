@@ -156,8 +156,8 @@ def train_agent(cfg: AgentConfig, data, run) -> str:
     probe = slice(0, min(cfg.eval_images, val["image"].shape[0]))
     val_starts = _starts(cfg.start, val["image"][probe], reg, size)
     env = _env(deepmask_recognizer(dm, crop_size), cfg)
-    net = PolicyValueNet(env.obs_channels, env.n_actions, cfg.width, cfg.hidden,
-                         cfg.backbone, cfg.weights, cfg.head_on_trunk).to(run.device)
+    net = engine.place(PolicyValueNet(env.obs_channels, env.n_actions, cfg.width, cfg.hidden,
+                                      cfg.backbone, cfg.weights, cfg.head_on_trunk), run.device)
     agent = TDActorCritic(net, cfg.lr, cfg.gamma, cfg.entropy, cfg.value_coef)
     recog_opt = optim.adam(dm.parameters(), cfg.recog_lr)
     images = as_float(train["image"])
@@ -207,10 +207,11 @@ def _load(ckpt: str, device):
     the networks on `device`."""
     state = engine.load_checkpoint(ckpt)
     cfg = state["config"]
-    net = PolicyValueNet(state["obs_channels"], 9, cfg["width"], cfg["hidden"],
-                         cfg["backbone"], head_on_trunk=cfg.get("head_on_trunk", False)).to(device)
+    net = engine.place(PolicyValueNet(state["obs_channels"], 9, cfg["width"], cfg["hidden"],
+                                      cfg["backbone"],
+                                      head_on_trunk=cfg.get("head_on_trunk", False)), device)
     net.load_state_dict(state["policy"])
-    dm = mask_net(state["deepmask_config"]).to(device)
+    dm = engine.place(mask_net(state["deepmask_config"]), device)
     dm.load_state_dict(state["upgraded"])
     reg, size = None, 0
     if cfg["start"] == "regressor":

@@ -136,7 +136,7 @@ def _fit(cfg: DeepMaskConfig, data, run, model: nn.Module, source: str, phase: s
 
 def train_gt_bbox(cfg: DeepMaskConfig, data, run) -> str:
     """Pretrain the mask network on jittered tight ground-truth-box crops."""
-    model = mask_net(vars(cfg), load=True).to(run.device)
+    model = engine.place(mask_net(vars(cfg), load=True), run.device)
     _fit(cfg, data, run, model, "gt", "pretrain")
     return engine.save_checkpoint(run, cfg, model=model.state_dict(), box_source="gt")
 
@@ -147,7 +147,7 @@ def train_finetune(cfg: DeepMaskConfig, data, run) -> str:
     arch = {k: pretrained["config"].get(k, getattr(cfg, k)) for k in ("trunk", "width",
                                                                        "weights")}
     cfg = replace(cfg, **arch)   # the network's architecture is its source's
-    model = mask_net(arch).to(run.device)
+    model = engine.place(mask_net(arch), run.device)
     model.load_state_dict(pretrained["model"])
     _fit(cfg, data, run, model, "full", "finetune")
     return engine.save_checkpoint(run, cfg, model=model.state_dict(), box_source="full")
@@ -157,7 +157,7 @@ def evaluate(ckpt: str, data) -> dict:
     """Mean mask IoU on val, boxes from the checkpoint's source (GT box or whole image)."""
     state = engine.load_checkpoint(ckpt)
     cfg = state["config"]
-    model = mask_net(cfg).to(data.device)
+    model = engine.place(mask_net(cfg), data.device)
     model.load_state_dict(state["model"])
     val = data.load("val")
     boxes = _box_source(val["image"], val["box"], state["box_source"])

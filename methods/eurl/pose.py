@@ -121,7 +121,7 @@ def train_posenets(cfg: PoseNetConfig, data, run) -> str:
     for kind in BOXES:
         with torch.random.fork_rng():   # the same initial weights for both models
             torch.manual_seed(run.seed)
-            net = build_pose_net(arch).to(run.device)
+            net = engine.place(build_pose_net(arch), run.device)
         fit_pose(run, f"pose_{kind}", net, arch, data, kind, cfg.steps, cfg.batch_size,
                  cfg.lr, cfg.jitter, cfg.eval_every, cfg.plateau_patience)
         weights[kind] = net.state_dict()
@@ -155,7 +155,7 @@ def _train_rmpe(cfg: RMPEConfig, data, run) -> str:
     arch = loose["pose_arch"]
     image_size = data.load("train")["image"].shape[-1]
     det_arch = {k: getattr(cfg, k) for k in DET_ARCH}
-    detector = build_person_detector(det_arch, image_size, load=True).to(run.device)
+    detector = engine.place(build_person_detector(det_arch, image_size, load=True), run.device)
     fit_detector(run, "detector", detector, data, cfg.det_steps, cfg.det_batch, cfg.det_lr)
     net = load_pose_net(loose["pose"]["loose"], arch, run.device)
     fit_pose(run, "finetune_tight", net, arch, data, "tight", cfg.finetune_steps, cfg.batch_size,

@@ -180,7 +180,8 @@ def _fit_variant(c: dict, run, sh: dict, phase: str) -> dict:
     with torch.random.fork_rng():
         torch.manual_seed(run.seed)
         policy = PolicyValueNet(env.obs_channels, env.n_actions, c["width"], c["hidden"],
-                                c["backbone"], c["weights"], c["head_on_trunk"]).to(run.device)
+                                c["backbone"], c["weights"], c["head_on_trunk"])
+        policy = engine.place(policy, run.device)
     agent = TDActorCritic(policy, c["lr"], c["gamma"], c["entropy"])
     recog_opt = optim.adam(net.parameters(), c["recog_lr"])
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -259,7 +260,8 @@ def _evaluate_variant(state: dict, variant: dict, val: dict, with_pckh: bool) ->
                       rc["max_dets"])
     net = load_pose_net(variant["pose"], arch, dev)
     policy = PolicyValueNet(variant["obs_channels"], 9, cfg["width"], cfg["hidden"],
-                            cfg["backbone"], head_on_trunk=cfg.get("head_on_trunk", False)).to(dev)
+                            cfg["backbone"], head_on_trunk=cfg.get("head_on_trunk", False))
+    policy = engine.place(policy, dev)
     policy.load_state_dict(variant["policy"])
     env = make_env(net, arch, cfg)
     # no ground truth at test time: the loss (hence the rewards) is computed against

@@ -359,14 +359,14 @@ def detector_state(model, arch: dict) -> dict:
 
 def load_detector(state: dict, image_size: int, device):
     """The person detector of a checkpoint written with `detector_state`, on `device`."""
-    model = build_person_detector(state["detector_arch"], image_size).to(device)
+    model = engine.place(build_person_detector(state["detector_arch"], image_size), device)
     model.load_state_dict(state["detector"])
     return model.eval()
 
 
 def load_pose_net(weights: dict, arch: dict, device) -> StackedHourglass:
     """A stacked hourglass with `arch` and `weights`, on `device`, in eval mode."""
-    net = build_pose_net(arch).to(device)
+    net = engine.place(build_pose_net(arch), device)
     net.load_state_dict(weights)
     return net.eval()
 

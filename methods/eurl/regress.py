@@ -94,7 +94,7 @@ def load_deepmask(path, device) -> tuple[nn.Module, int]:
     """The DeepMask network of a `gt-bbox-deepmask` checkpoint (on `device`) and its crop
     size."""
     state = engine.load_checkpoint(path)
-    net = mask_net(state["config"]).to(device)
+    net = engine.place(mask_net(state["config"]), device)
     net.load_state_dict(state["model"])
     return net.eval(), state["config"]["crop_size"]
 
@@ -102,7 +102,7 @@ def load_deepmask(path, device) -> tuple[nn.Module, int]:
 def load_regressor(path, device) -> tuple[BoxRegressor, int]:
     """The network of a `box-regressor` checkpoint (on `device`) and its input size."""
     state = engine.load_checkpoint(path)
-    net = BoxRegressor(state["config"]["width"]).to(device)
+    net = engine.place(BoxRegressor(state["config"]["width"]), device)
     net.load_state_dict(state["model"])
     return net.eval(), state["config"]["input_size"]
 
@@ -118,8 +118,8 @@ def load_chain(run) -> dict:
 def chain_nets(state: dict, device) -> tuple[BoxRegressor, int, nn.Module, int]:
     """(regressor, its input size, DeepMask, its crop size) from a `load_chain` dict, the
     networks on `device`."""
-    reg = BoxRegressor(state["regressor_config"]["width"]).to(device)
-    dm = mask_net(state["deepmask_config"]).to(device)
+    reg = engine.place(BoxRegressor(state["regressor_config"]["width"]), device)
+    dm = engine.place(mask_net(state["deepmask_config"]), device)
     reg.load_state_dict(state["regressor"])
     dm.load_state_dict(state["deepmask"])
     return (reg.eval(), state["regressor_config"]["input_size"], dm.eval(),
@@ -184,7 +184,7 @@ def mask_score(net: nn.Module, crop_size: int, images: torch.Tensor, boxes: torc
 def train_regressor(cfg: RegressorConfig, data, run) -> str:
     """Regress the object's box from the whole image (smooth L1 on centre and size)."""
     train, val = data.load("train"), data.load("val")
-    net = BoxRegressor(cfg.width).to(run.device)
+    net = engine.place(BoxRegressor(cfg.width), run.device)
     opt = optim.adam(net.parameters(), cfg.lr)
     n, (h, w) = train["image"].shape[0], train["image"].shape[-2:]
     probe = slice(0, min(64, val["image"].shape[0]))

@@ -275,7 +275,7 @@ def train_standard(cfg: PGDetectorConfig, data, run) -> Path:
     every fine-tuned row is compared with); the checkpoint keeps the final weights and
     the base weights with their optimizer state, which the fine-tuned rows continue."""
     arch = _arch(cfg, _val_gt(data))
-    model = _model(arch, _image_size(data), load=True).to(run.device)
+    model = engine.place(_model(arch, _image_size(data), load=True), run.device)
     opt = _fit(cfg, data, run, model, "base", cfg.base_steps, cfg.base_lr, "standard",
                milestones=cfg.base_milestones)
     base = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -296,7 +296,7 @@ def train_finetune(cfg: PGDetectorConfig, data, run) -> Path:
     `cfg.loss` (OHEM or the policy gradient) for `steps`, on the same schedule and
     batches as the standard row's control; the architecture comes from that checkpoint."""
     src = _source(run)
-    model = _model(src["arch"], _image_size(data)).to(run.device)
+    model = engine.place(_model(src["arch"], _image_size(data)), run.device)
     model.load_state_dict(src["base"])
     _fit(cfg, data, run, model, "finetune", cfg.steps, cfg.lr, cfg.loss, src["base_opt"],
          cfg.decay_at)
@@ -314,7 +314,7 @@ def load_model(ckpt: str | Path, frame: tuple[int, float], device="cpu"):
     """The detector of a checkpoint of these rows for images of `frame` (`_image_size`),
     on `device`, and its row config."""
     state = engine.load_checkpoint(ckpt)
-    model = _model(state["arch"], frame).to(device)
+    model = engine.place(_model(state["arch"], frame), device)
     model.load_state_dict(state["model"])
     return model.eval(), state["config"]
 
