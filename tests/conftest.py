@@ -24,19 +24,11 @@ def realdata() -> Path:
 
 
 def copy_repo(dest: Path) -> Path:
-    """Copy the checkout's tracked and untracked-but-not-ignored files to `dest`."""
-    import shutil
-    import subprocess
+    """Copy the checkout's tracked and untracked-but-not-ignored files to `dest` (from git,
+    or from the tree and its .gitignore files where it has no .git: the GPU machine)."""
+    from rlcv import checkout
 
-    files = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO, check=True, capture_output=True).stdout.decode().split("\0")
-    for rel in filter(None, files):
-        src = REPO / rel
-        if src.is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / rel)
-    return dest
+    return checkout.copy(REPO, dest)
 
 
 def set_params(root: Path, **changes) -> None:
