@@ -20,13 +20,15 @@ from pathlib import Path
 import pytest
 from _timing import best_time
 
+from rlcv.workers import python_path
+
 REPO = Path(__file__).resolve().parents[1]
 ARGS = ("train", "no-such-row")
 
 
 def _env(**extra) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("RLCV_FORKSERVER", "RLCV_PROFILE")}
-    return {**env, "PYTHONPATH": str(REPO), **extra}
+    return {**env, "PYTHONPATH": python_path(REPO), **extra}
 
 
 @pytest.fixture(scope="module")

@@ -30,26 +30,14 @@ import csv
 import datetime
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from rlcv import grid
+from rlcv import checkout, grid
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _copy_repo(dest: Path) -> None:
-    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others",
-                            "--exclude-standard"], cwd=ROOT, check=True,
-                           capture_output=True).stdout.decode().split("\0")
-    for rel in filter(None, files):
-        src = ROOT / rel
-        if src.is_file() and not rel.startswith("results/runs/"):
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / rel)
 
 
 def _cpu_times(path: Path) -> dict[str, tuple[str, str]]:
@@ -114,6 +102,15 @@ def _with_requires(params, rows: list[str]) -> list[str]:
     return [n for n in params.method_names if n in need]
 
 
+def grid_env(work: Path, device: str) -> dict[str, str]:
+    """The environment every command of the grid runs in: the scratch copy's code first on
+    PYTHONPATH, the packages PYTHONPATH already reached kept (`workers.python_path`), the
+    device asked for."""
+    from rlcv import workers
+
+    return {**os.environ, "RLCV_DEVICE": device, "PYTHONPATH": workers.python_path(work)}
+
+
 def tasks(params, rows: list[str], seeds: list[str], rlcv: list[str], cores: int,
           expected: dict[str, float], tests: list[str] | None) -> list[grid.Task]:
     """The smoke pipeline as a grid: synth -> stage each dataset the rows use; train a row
@@ -122,7 +119,10 @@ def tasks(params, rows: list[str], seeds: list[str], rlcv: list[str], cores: int
     import methods
     from rlcv import twins
 
-    out = [grid.Task("tests", tests, expect_s=300.0)] if tests else []
+    # the tests run in the checkout itself, not in the scratch copy whose params.yaml
+    # --profile / --seeds edited (tests check the committed files); each test copies
+    # what it runs
+    out = [grid.Task("tests", tests, expect_s=300.0, cwd=ROOT)] if tests else []
     wide = min(len(seeds), cores)   # a row's seeds run side by side (rlcv.workers.jobs)
     for name in sorted({methods.get(r).dataset for r in rows}):
         out += [grid.Task(f"synth-{name}", [*rlcv, "synth", name],
@@ -163,10 +163,10 @@ def run(args) -> int:
     out = Path(args.out)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="rlcv-gpu-check-"))
     work.mkdir(parents=True, exist_ok=True)
-    _copy_repo(work)
+    checkout.copy(ROOT, work, skip=("results/runs/",))
     _edit_params(work, args.profile, args.seeds)
     params = P.load(work / "params.yaml")
-    env = {**os.environ, "RLCV_DEVICE": args.device, "PYTHONPATH": str(work)}
+    env = grid_env(work, args.device)
     rlcv = [sys.executable, "-m", "rlcv.cli"]
     import methods
 
@@ -235,6 +235,14 @@ def _write(out: Path, work: Path, table: list[dict], tests: str, args, params,
         w.writerows(table)
     dev = engine.device_record(torch.device(args.device)) if args.device != "lazy" else {
         "device": "lazy", "torch": torch.__version__, "gpu": None}
+    failed = [r["row"] for r in table if r["exit"] != 0]
+    if failed or summary["report"] != 0:
+        verdict = (f"**it did not complete: {len(failed)} of {len(table)} rows failed or were "
+                   f"skipped ({', '.join(failed) or 'none'}), report exit {summary['report']}**")
+    else:
+        verdict = (f"every row and the report completed, "
+                   f"{'within' if summary['wall_s'] <= LIMIT_S else '**over**'} the "
+                   f"{LIMIT_S // 60}-minute limit of one command on the lent machine")
     lines = [
         f"# Smoke pipeline on {dev['gpu'] or dev['device']}",
         "",
@@ -244,11 +252,9 @@ def _write(out: Path, work: Path, table: list[dict], tests: str, args, params,
         "",
         f"**The whole check took {summary['wall_s'] / 60:.1f} minutes** in one command "
         f"(copy, tests, synth and stage, every row's train and evaluate, report): "
-        f"{'within' if summary['wall_s'] <= LIMIT_S else 'over'} the {LIMIT_S // 60}-minute "
-        f"limit of one command on the lent machine. {summary['tasks']} commands ran as a "
-        f"grid (`rlcv.grid`) on {summary['cores']} cores, each row's seeds side by side in "
-        "their own processes on the one device; report exit "
-        f"{summary['report']}.",
+        f"{verdict}. {summary['tasks']} commands ran as a grid (`rlcv.grid`) on "
+        f"{summary['cores']} cores, each row's seeds side by side in their own processes "
+        "on the one device.",
         "",
         f"Fast tests (`pytest -m \"not slow\"`, beside the rows) on this device: {tests}.",
         "",

@@ -35,6 +35,8 @@ class Task:
     """Expected seconds (from an earlier run), to order the ready tasks."""
     always: bool = False
     """Run once the prerequisites have finished, even if one failed."""
+    cwd: Path | None = None
+    """Folder it runs in (default: the grid's)."""
 
 
 @dataclass
@@ -124,7 +126,7 @@ def run(tasks: Sequence[Task], cores: int, cwd: Path, env: dict, logs: Path,
                     continue
                 pending.remove(task)
                 with (logs / f"{task.name}.log").open("w") as log:
-                    proc = subprocess.Popen(task.cmd, cwd=cwd, env=env, stdout=log,
+                    proc = subprocess.Popen(task.cmd, cwd=task.cwd or cwd, env=env, stdout=log,
                                             stderr=subprocess.STDOUT)
                 running[task.name] = (task, proc, time.monotonic())
             for name, (task, proc, start) in list(running.items()):

@@ -81,6 +81,16 @@ def fork_safe_cuda() -> None:
     os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
 
 
+def python_path(root) -> str:
+    """PYTHONPATH for a child `python -m rlcv ...` that must run the code at `root` (a
+    scratch copy of the repository): `root` first, then whatever PYTHONPATH already held.
+    On the lent GPU machine that is where `.ci/device` installs the wheels its image lacks
+    (pycocotools): a child given `root` alone cannot import them, and every row of the
+    gpu-check failed in its first second (found in a device-like environment here)."""
+    held = os.environ.get("PYTHONPATH", "")
+    return os.pathsep.join([str(root), *(p for p in held.split(os.pathsep) if p)])
+
+
 def on_gpu() -> bool:
     """Whether the rows run on CUDA (`rlcv.engine.device`), checked without initialising
     CUDA."""

@@ -123,6 +123,36 @@ def test_gpu_check_adds_the_rows_a_row_reads_and_orders_the_grid(tmp_path):
     assert set(tasks["train-finetune-deepmask"].after) == {"stage-coco", "train-gt-bbox-deepmask"}
     assert tasks["train-finetune-deepmask"].cores == 2 and tasks["tests"].after == ()
     assert tasks["report"].always and len(tasks["report"].after) == 4
+    # the tests run in the checkout (its committed params.yaml), the rows in the copy
+    assert tasks["tests"].cwd == gpucheck.ROOT and tasks["train-gt-bbox-deepmask"].cwd is None
+
+
+def test_gpu_check_runs_its_grid_with_the_packages_pythonpath_reached(tmp_path, monkeypatch):
+    """`.ci/device` puts the wheels the device image lacks on PYTHONPATH; the grid's
+    commands run the scratch copy's code first and keep that folder (without it every
+    row failed at `import pycocotools`)."""
+    from rlcv import gpucheck
+
+    monkeypatch.setenv("PYTHONPATH", "/tmp/site")
+    env = gpucheck.grid_env(tmp_path, "cuda")
+    assert env["PYTHONPATH"].split(os.pathsep) == [str(tmp_path), "/tmp/site"]
+    assert env["RLCV_DEVICE"] == "cuda"
+
+
+def test_a_gpu_check_whose_rows_failed_does_not_read_as_completed(tmp_path):
+    """A check that ran in seconds because every row failed is no check within the limit."""
+    from types import SimpleNamespace
+
+    from rlcv import gpucheck
+
+    row = {"row": "gt-bbox-deepmask", "device": "cpu", "start_s": "1.3", "train_s": "",
+           "evaluate_s": "", "cpu_train_s": "", "cpu_evaluate_s": "", "exit": "skipped"}
+    gpucheck._write(tmp_path / "out", tmp_path, [row], "skipped",
+                    SimpleNamespace(device="cpu"), SimpleNamespace(profile="ci", seeds=[0]),
+                    {"wall_s": 6.0, "cores": 2, "tasks": 5, "report": 1, "cpu_from": "-"})
+    readme = (tmp_path / "out" / "README.md").read_text()
+    assert "it did not complete: 1 of 1 rows failed or were skipped (gt-bbox-deepmask)" in readme
+    assert "within the" not in readme
 
 
 @pytest.mark.slow
@@ -140,7 +170,8 @@ def test_gpu_check_writes_its_record(tmp_path):
     assert rc == 0
     readme = (out / "README.md").read_text()
     assert "| gt-bbox-deepmask | cpu |" in readme and "SYNTHETIC" in readme
-    assert "The whole check took" in readme and "within the 10-minute limit" in readme
+    assert "The whole check took" in readme
+    assert "every row and the report completed, within the 10-minute limit" in readme
     assert (out / "tables" / "eu-rl-table1.md").is_file()
     rows = {r["row"]: r for r in csv.DictReader((out / "times.csv").open())}
     assert list(rows) == ["gt-bbox-deepmask", "finetune-deepmask"]

@@ -15,13 +15,14 @@ import pytest
 import torch
 import yaml
 
+from rlcv.workers import python_path
 from tests.conftest import staged_ci_copy
 
 ROW = "ciss-baseline-ade20k"
 
 
 def _env(root) -> dict:
-    return {**os.environ, "PYTHONPATH": str(root), "RLCV_THREADS": "1", "RLCV_JOBS": "1",
+    return {**os.environ, "PYTHONPATH": python_path(root), "RLCV_THREADS": "1", "RLCV_JOBS": "1",
             "RLCV_DEVICE": "cpu", "OMP_NUM_THREADS": "1"}
 
 

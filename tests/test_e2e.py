@@ -14,13 +14,15 @@ import torch
 import yaml
 from conftest import copy_repo, set_params
 
+from rlcv.workers import python_path
+
 pytestmark = pytest.mark.slow
 
 
 def _env(root: Path) -> dict:
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
-    env["PYTHONPATH"] = str(root)   # the copy's code, not the editable install's
+    env["PYTHONPATH"] = python_path(root)   # the copy's code, not the editable install's
     env.pop("RLCV_PROFILE", None)
     return env
 

@@ -12,6 +12,7 @@ import pytest
 from conftest import set_params, staged_ci_copy
 
 from rlcv import forkserver
+from rlcv.workers import python_path
 
 ROW = "gt-bbox-deepmask"
 
@@ -24,7 +25,7 @@ def ci_repo(tmp_path_factory) -> Path:
 
 def _env(root: Path, **extra) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("RLCV_FORKSERVER", "RLCV_PROFILE")}
-    return {**env, "PYTHONPATH": str(root), **extra}
+    return {**env, "PYTHONPATH": python_path(root), **extra}
 
 
 @pytest.fixture(scope="module")

@@ -82,3 +82,14 @@ def test_a_bad_grid_is_refused_before_anything_runs(tmp_path, tasks, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         _run(tmp_path, tasks, cores=2)
     assert not (tmp_path / "logs").exists()
+
+
+def test_a_task_runs_in_its_own_folder_when_it_names_one(tmp_path):
+    """gpu-check's tests run in the checkout, its rows in the scratch copy."""
+    own = tmp_path / "own"
+    own.mkdir()
+    where = [sys.executable, "-c", "import os; open('here', 'w').write(os.getcwd())"]
+    done = _run(tmp_path, [grid.Task("rows", where), grid.Task("tests", where, cwd=own)], 2)
+    assert done["rows"].rc == done["tests"].rc == 0
+    assert (tmp_path / "here").read_text() == str(tmp_path)
+    assert (own / "here").read_text() == str(own)

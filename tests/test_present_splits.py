@@ -12,11 +12,12 @@ import pytest
 
 from datasets import _common, cityscapes, kitti
 from rlcv.errors import DataError
+from rlcv.workers import python_path
 from tests.conftest import REPO
 
 
 def _rlcv(*args, cwd=REPO):
-    env = {**os.environ, "PYTHONPATH": str(REPO), "RLCV_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": python_path(REPO), "RLCV_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", "rlcv.cli", *args], cwd=cwd, env=env,
                           capture_output=True, text=True)
 

@@ -22,6 +22,7 @@ from conftest import set_params
 from rlcv import io as rio
 from rlcv.cli import main
 from rlcv.errors import DataError, ParamsError
+from rlcv.workers import python_path
 
 ROW = "gt-bbox-deepmask"
 
@@ -109,7 +110,7 @@ def _alive(pid: int) -> bool:
 
 def _start_long_train(root: Path) -> tuple[subprocess.Popen, list[int]]:
     set_params(root, **{f"methods__{ROW}__ci__steps": 100000})
-    env = {**os.environ, "RLCV_JOBS": "2", "PYTHONPATH": str(root)}
+    env = {**os.environ, "RLCV_JOBS": "2", "PYTHONPATH": python_path(root)}
     proc = subprocess.Popen([sys.executable, "-m", "rlcv.cli", "train", ROW, "--seed", "0",
                              "1", "--checkpoint-every", "1"], cwd=root, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

@@ -2,11 +2,13 @@
 process when RLCV_JOBS > 1, a failure stops the run with the worker's own message."""
 
 import os
+import subprocess
+import sys
 
 import pytest
 
 from rlcv.errors import ParamsError, RlcvError
-from rlcv.workers import WorkerFailed, for_each_seed, jobs
+from rlcv.workers import WorkerFailed, for_each_seed, jobs, python_path
 
 
 def _record(folder):
@@ -169,3 +171,22 @@ def test_workers_ask_for_long_slices_only_when_they_outnumber_the_cores(tmp_path
     assert slices["over"] == {workers.SLICE_MS * 1_000_000}
     if "fit" in slices:
         assert workers.SLICE_MS * 1_000_000 not in slices["fit"]
+
+
+def test_a_child_runs_the_copy_and_still_reaches_the_packages_pythonpath_held(tmp_path,
+                                                                             monkeypatch):
+    """On the lent GPU machine pycocotools is reachable only through PYTHONPATH (`.ci/device`
+    installs it into a folder there): a child pointed at a scratch copy must keep it."""
+    copy, site = tmp_path / "copy", tmp_path / "site"
+    for folder, module in ((copy, "in_copy"), (site, "in_site")):
+        folder.mkdir()
+        (folder / f"{module}.py").write_text(f"WHERE = {str(folder)!r}\n")
+    (site / "in_copy.py").write_text("WHERE = 'the copy must come first'\n")
+    monkeypatch.setenv("PYTHONPATH", f"{site}{os.pathsep}")
+    assert python_path(copy).split(os.pathsep) == [str(copy), str(site)]
+    out = subprocess.run([sys.executable, "-c", "import in_copy, in_site; "
+                          "print(in_copy.WHERE, in_site.WHERE)"], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": python_path(copy)}, check=True)
+    assert out.stdout.split() == [str(copy), str(site)]
+    monkeypatch.delenv("PYTHONPATH")
+    assert python_path(copy) == str(copy)
