@@ -9,7 +9,11 @@ paper's batch, crop and input sizes, on synthetic images at the paper profile's 
 of each optimizer names the settings key (phase) it belongs to; an optimizer stepping an
 exact multiple m of exactly one key's count takes m steps per paper step. An optimizer
 that matches no key but steps only inside one phase's loop (an actor updated every other
-iteration, an agent updated per environment step) is timed with that phase.
+iteration, an agent updated per environment step) is timed with that phase. A key that
+no optimizer's count names (a DQN's `episodes`: its Q-network updates per environment
+step, so its count names no key, or the wrong one by chance) is timed by the `engine.fit`
+loop that ran exactly its steps (`LoopTimer`), as is every key whose loop is seen: a loop's
+step is the whole step, whatever its optimizers do.
 
 A phase's seconds per step: the median time between the ends of consecutive (paper)
 steps of its optimizer, the first W excluded (warm-up). The row's GPU-hours on one GPU:
@@ -27,6 +31,7 @@ import statistics
 import sys
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -104,6 +109,46 @@ class StepTimer:
         self.handle.remove()
 
 
+class LoopTimer:
+    """The start and the end time of every step of each `engine.fit` loop run inside the
+    block while `active()` (the target row's own training, not its requirements'), as
+    (steps, start, ends): the clock of a phase whose optimizer steps do not count its
+    steps, as when a DQN updates per environment step and an episode is the phase's step.
+    Every training loop of the suite runs through `engine.fit`."""
+
+    def __init__(self, device: torch.device, active: Callable[[], bool]):
+        self.cuda, self.active = device.type == "cuda", active
+        self.loops: list[tuple[int, float, list[float]]] = []
+
+    def __enter__(self):
+        from rlcv import engine
+
+        self.fit = fit = engine.fit
+
+        def timed_fit(run, phase, objects, steps, step_fn, *args, **kwargs):
+            if not self.active():
+                return fit(run, phase, objects, steps, step_fn, *args, **kwargs)
+            ends: list[float] = []
+            self.loops.append((steps, time.perf_counter(), ends))
+
+            def step(i):
+                out = step_fn(i)
+                if self.cuda:
+                    torch.cuda.synchronize()
+                ends.append(time.perf_counter())
+                return out
+
+            return fit(run, phase, objects, steps, step, *args, **kwargs)
+
+        engine.fit = timed_fit
+        return self
+
+    def __exit__(self, *exc) -> None:
+        from rlcv import engine
+
+        engine.fit = self.fit
+
+
 def per_step(times: list[float], every: int, warmup: int) -> float | None:
     """Median seconds between the ends of consecutive groups of `every` steps, the first
     `warmup` groups excluded; None when nothing is left to measure."""
@@ -112,8 +157,12 @@ def per_step(times: list[float], every: int, warmup: int) -> float | None:
     return statistics.median(gaps) if gaps else None
 
 
-def assign(steps: list[tuple[str, list[float]]], counts: dict, warmup: int) -> dict:
-    """Map each optimizer's steps to a phase key (see the module docstring); returns
+def assign(steps: list[tuple[str, list[float]]], counts: dict, warmup: int,
+           fit_loops: list[tuple[int, float, list[float]]] = ()) -> dict:
+    """Map each optimizer's steps to a phase key (see the module docstring). A key whose
+    `engine.fit` loop ran exactly its steps (`LoopTimer`) is timed by that loop, each
+    step's whole time whatever its optimizers do (a count that is by chance a multiple of
+    the key's names no loop); other keys by their optimizers' steps. Returns
     {"phases": {key: s/step}, "absorbed": [...], "unmapped": [...], "idle": [keys],
     "optimizers": [(name, steps, key or None)]}."""
     mapped, loose, each = {}, [], []
@@ -127,8 +176,16 @@ def assign(steps: list[tuple[str, list[float]]], counts: dict, warmup: int) -> d
             loose.append((name, ts))
         each.append((name, len(ts), keys[0] if len(keys) == 1 else None))
     spans = [(k, ts[0], ts[-1]) for k, group in mapped.items() for _, ts, _ in group]
-    phases = {}
+    clocks = {}
+    for key, c in counts.items():
+        timed = [(start, ends) for n, start, ends in fit_loops if n == c and len(ends) == n]
+        if len(timed) == 1:
+            clocks[key] = timed[0]
+            spans.append((key, timed[0][0], timed[0][1][-1]))
+    phases = {key: per_step(ends, 1, warmup) for key, (_, ends) in clocks.items()}
     for key, group in mapped.items():
+        if key in clocks:
+            continue
         # optimizers of one key whose steps overlap in time share a loop (max); loops one
         # after another add up
         loops: list[list] = []
@@ -151,7 +208,7 @@ def assign(steps: list[tuple[str, list[float]]], counts: dict, warmup: int) -> d
         else:
             unmapped.append(raw)
     return {"phases": phases, "absorbed": absorbed, "unmapped": unmapped,
-            "idle": sorted(set(counts) - set(mapped)), "optimizers": each}
+            "idle": sorted(set(counts) - set(phases)), "optimizers": each}
 
 
 def _fmt(x, spec=".3g") -> str:
@@ -200,11 +257,12 @@ class Forecast(DryRun):
         import methods
 
         self.target, self.counts = name, {}
-        with StepTimer(self.device) as timer:
+        with StepTimer(self.device) as timer, \
+                LoopTimer(self.device, lambda: bool(self.counts)) as loops:
             _, opts = self.train(name)
         self.forget(name)
         steps = [(f"{type(o).__name__}#{i}", timer.times.get(o, [])) for i, o in enumerate(opts)]
-        out = {"row": name, **assign(steps, self.counts, self.warmup),
+        out = {"row": name, **assign(steps, self.counts, self.warmup, loops.loops),
                "ci_size": methods.get(name).dataset in self.ci_size,
                "peak": (torch.cuda.max_memory_allocated(self.device)
                         if self.device.type == "cuda" else None)}

@@ -127,6 +127,52 @@ def test_step_counts_name_the_phases():
     assert r["unmapped"] == ["stray 7 steps, 1 s/step"] and r["idle"] == ["init_steps"]
 
 
+def test_a_phase_no_optimizer_count_names_is_timed_by_its_fit_loop():
+    """A DQN updates per environment step: 35 updates in 3 episodes name no key. The
+    episodes' own loop times the phase and the updates are absorbed into it."""
+    from rlcv.forecast import assign
+
+    counts = {"episodes": 3}
+    dqn = [1.0 + 0.1 * i for i in range(35)]          # 0.9..4.4 s: inside the loop
+    loop = (3, 0.5, [1.5, 3.0, 4.5])                  # (steps, start, step ends)
+    r = assign([("Adam#0", dqn)], counts, warmup=1, fit_loops=[loop])
+    assert r["phases"] == {"episodes": pytest.approx(1.5)} and not r["unmapped"]
+    assert r["absorbed"] == ["Adam#0 35 steps, 0.1 s/step inside episodes"] and not r["idle"]
+    # without the loop (or with one of another length) the updates stay unmapped
+    for loops in ([], [(4, 0.5, [1.0, 2.0, 3.0, 4.0])]):
+        r = assign([("Adam#0", dqn)], counts, warmup=1, fit_loops=loops)
+        assert r["unmapped"] and r["idle"] == ["episodes"] and not r["phases"]
+    # 36 updates, by chance 12 per episode by count: the loop still times the episodes
+    r = assign([("Adam#0", [*dqn, 4.45])], counts, warmup=1, fit_loops=[loop])
+    assert r["phases"] == {"episodes": pytest.approx(1.5)}
+    assert r["optimizers"] == [("Adam#0", 36, "episodes")]
+
+
+def test_forecast_times_a_dqn_row_by_its_episodes(small_paper, tmp_path, monkeypatch):
+    """dqn-localizer end to end (paper settings shrunk to CPU sizes): a GPU-hours figure,
+    not "unmapped" as the rehearsal of the device forecast printed before the loop clock."""
+    from rlcv import forecast
+
+    raw = yaml.safe_load(small_paper.read_text())
+    raw["methods"]["dqn-localizer"]["paper"].update(
+        batch_size=32, t_max=8, history=2, crop_size=32, hidden=16, replay=1024,
+        replay_batch=8)   # 3 episodes x 32 x 8 transitions pass the DQN's 256 of warm-up
+    small_paper.write_text(yaml.safe_dump(raw, sort_keys=False))
+    seen = {}
+    original = forecast.Forecast.forecast
+    monkeypatch.setattr(forecast.Forecast, "forecast",
+                        lambda self, name: seen.setdefault(name, original(self, name)))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))   # random weights
+    assert forecast.main(["--rows", "dqn-localizer", "--warmup", str(W), "--measure", str(N),
+                          "--device", "cpu", "--params", str(small_paper)]) == 0
+    r = seen["dqn-localizer"]
+    assert not r["unmapped"] and not r["idle"] and set(r["phases"]) == {"episodes"}, r
+    assert r["phases"]["episodes"] > 0 and r["gpu_hours"] is not None
+    # its updates (a count that may be a multiple of the episodes' by chance) are timed
+    # inside the episodes' loop, not as a phase of their own
+    assert all(key in (None, "episodes") for _, _, key in r["optimizers"]), r
+
+
 def test_paper_sizes_over_ci_counts(repo):
     from rlcv import params as P
     from rlcv.forecast import budget, data_cfg, staged_hw
