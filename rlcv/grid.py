@@ -96,8 +96,11 @@ def urgency(tasks: Sequence[Task]) -> dict[str, float]:
 
 def run(tasks: Sequence[Task], cores: int, cwd: Path, env: dict, logs: Path,
         on_done: Callable[[Task, Outcome], None] | None = None,
-        poll_s: float = 0.05) -> dict[str, Outcome]:
-    """Run the grid (see the module docstring); returns every task's outcome."""
+        poll_s: float = 0.05, deadline_s: float | None = None) -> dict[str, Outcome]:
+    """Run the grid (see the module docstring); returns every task's outcome. At
+    `deadline_s` seconds the tasks still running are stopped (SIGTERM: their outcome is
+    the signal's exit status) and those not started are skipped, so a caller with a hard
+    time limit still gets the outcomes to write down."""
     check(tasks)
     logs.mkdir(parents=True, exist_ok=True)
     order = urgency(tasks)
@@ -113,6 +116,16 @@ def run(tasks: Sequence[Task], cores: int, cwd: Path, env: dict, logs: Path,
 
     try:
         while pending or running:
+            if deadline_s is not None and time.monotonic() - t0 > deadline_s:
+                for name, (task, proc, start) in list(running.items()):
+                    proc.terminate()
+                    proc.wait()
+                    del running[name]
+                    finish(task, Outcome(proc.returncode, start - t0, time.monotonic() - start))
+                for task in pending:
+                    finish(task, Outcome(None, time.monotonic() - t0))
+                pending.clear()
+                break
             for task in list(pending):
                 if not all(a in done for a in task.after):
                     continue

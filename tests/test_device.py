@@ -151,8 +151,15 @@ def test_a_gpu_check_whose_rows_failed_does_not_read_as_completed(tmp_path):
                     SimpleNamespace(device="cpu"), SimpleNamespace(profile="ci", seeds=[0]),
                     {"wall_s": 6.0, "cores": 2, "tasks": 5, "report": 1, "cpu_from": "-"})
     readme = (tmp_path / "out" / "README.md").read_text()
-    assert "it did not complete: 1 of 1 rows failed or were skipped (gt-bbox-deepmask)" in readme
-    assert "within the" not in readme
+    assert ("it did not complete: 1 of 1 rows failed, were stopped or were skipped "
+            "(gt-bbox-deepmask)") in readme
+    assert "within the" not in readme and "deadline" not in readme
+    gpucheck._write(tmp_path / "out", tmp_path, [row], "skipped",
+                    SimpleNamespace(device="cpu"), SimpleNamespace(profile="ci", seeds=[0]),
+                    {"wall_s": 541.0, "cores": 2, "tasks": 5, "report": None, "cpu_from": "-",
+                     "deadline": 540.0})
+    readme = (tmp_path / "out" / "README.md").read_text()
+    assert "it did not complete: stopped at its --deadline of 540 s, 1 of 1 rows" in readme
 
 
 @pytest.mark.slow

@@ -93,3 +93,17 @@ def test_a_task_runs_in_its_own_folder_when_it_names_one(tmp_path):
     assert done["rows"].rc == done["tests"].rc == 0
     assert (tmp_path / "here").read_text() == str(tmp_path)
     assert (own / "here").read_text() == str(own)
+
+
+def test_at_the_deadline_running_tasks_stop_and_the_rest_are_skipped(tmp_path):
+    """gpu-check must write its record inside the device's hard limit of one command."""
+    import time
+
+    tasks = [_task(tmp_path, "long", 30.0), _task(tmp_path, "next", 0.0, after=("long",)),
+             _task(tmp_path, "report", 0.0, after=("long",), always=True)]
+    began = time.monotonic()
+    done = grid.run(tasks, 2, tmp_path, {}, tmp_path / "logs", deadline_s=0.5)
+    assert time.monotonic() - began < 10
+    assert done["long"].rc == -15 and done["long"].seconds < 10      # SIGTERM
+    assert done["next"].rc is None and done["report"].rc is None       # never started
+    assert "end" not in _stamps(tmp_path)["long"]
