@@ -117,8 +117,9 @@ def run(tasks: Sequence[Task], cores: int, cwd: Path, env: dict, logs: Path,
     try:
         while pending or running:
             if deadline_s is not None and time.monotonic() - t0 > deadline_s:
-                for name, (task, proc, start) in list(running.items()):
+                for _, proc, _ in running.values():   # all at once: each cleans up
                     proc.terminate()
+                for name, (task, proc, start) in list(running.items()):
                     proc.wait()
                     del running[name]
                     finish(task, Outcome(proc.returncode, start - t0, time.monotonic() - start))
