@@ -5,15 +5,15 @@ Each row is built as `rlcv.dryrun` builds it (the paper settings, requirements f
 random weights where the torchvision file is absent, a temporary folder), but with the
 paper's batch, crop and input sizes, on synthetic images at the paper profile's sizes
 (`data_cfg`), and a short budget (`budget`): the k-th phase key in sorted order (`steps`,
-`episodes`, `*_steps`, warm-ups) runs W + N + k steps, so the number of `.step()` calls
-of each optimizer names the settings key (phase) it belongs to; an optimizer stepping an
-exact multiple m of exactly one key's count takes m steps per paper step. An optimizer
-that matches no key but steps only inside one phase's loop (an actor updated every other
-iteration, an agent updated per environment step) is timed with that phase. A key that
-no optimizer's count names (a DQN's `episodes`: its Q-network updates per environment
-step, so its count names no key, or the wrong one by chance) is timed by the `engine.fit`
-loop that ran exactly its steps (`LoopTimer`), as is every key whose loop is seen: a loop's
-step is the whole step, whatever its optimizers do.
+`episodes`, `*_steps`, `critic_warmup`; not a count inside a loop, `_INNER`) runs W + N + k
+steps, so the number of `.step()` calls of each optimizer names the settings key (phase) it
+belongs to; an optimizer stepping an exact multiple m of exactly one key's count takes m
+steps per paper step. An optimizer that matches no key but steps only inside one phase's
+loop (an actor updated every other iteration, an agent updated per environment step) is
+timed with that phase. A key that no optimizer's count names (a DQN's `episodes`: its
+Q-network updates per environment step, so its count names no key, or the wrong one by
+chance) is timed by the `engine.fit` loop that ran exactly its steps (`LoopTimer`), as is
+every key whose loop is seen: a loop's step is the whole step, whatever its optimizers do.
 
 A phase's seconds per step: the median time between the ends of consecutive (paper)
 steps of its optimizer, the first W excluded (warm-up). The row's GPU-hours on one GPU:
@@ -45,16 +45,23 @@ OUT = Path("results/paper-forecast.md")
 _NOT_SIZE = ("root", "min_object")   # the real data's root; a selection threshold in px
 _SOURCE = ("image_hw", "synth_size")  # the synthetic writers' source image sizes
 _PRETRAIN_BATCH = ("preproc_steps", "cvae_steps")   # ACIS pre-training (methods/acis/rows.py)
+_INNER = ("warmup",)
+"""Counts inside another phase's loop, not loops of their own: a DQN's transitions stored
+before its first update (methods/activeloc), an AC row's critic-only first iterations of
+its `steps` (methods/acis: `warmup`; `critic_warmup` is a loop of its own)."""
 
 
 def budget(values: dict, warmup: int, measure: int) -> tuple[dict, dict]:
     """The paper settings with a short, distinct budget per phase key; (settings, counts).
-    Only the evaluation is shrunk further (`eval_images`, no periodic evaluation)."""
+    Only the evaluation is shrunk further (`eval_images`, no periodic evaluation), and an
+    `_INNER` count is capped at the W warm-up steps, so every measured step is a full one
+    (the real run's cheaper first steps are counted at full cost: an upper bound)."""
     keys = sorted(k for k, v in values.items() if type(v) is int and not k.startswith("eval_")
-                  and (_STEPS.match(k) or _PHASES.match(k)))
+                  and k not in _INNER and (_STEPS.match(k) or _PHASES.match(k)))
     counts = {k: warmup + measure + i for i, k in enumerate(keys)}
     small = shrink({k: values[k] for k in ("eval_images", "eval_every") if k in values})
-    return {**values, **small, **counts}, counts
+    inner = {k: min(values[k], warmup) for k in _INNER if type(values.get(k)) is int}
+    return {**values, **small, **inner, **counts}, counts
 
 
 def staged_hw(cfg: dict) -> list[int]:

@@ -193,3 +193,21 @@ def test_paper_sizes_over_ci_counts(repo):
     values, counts = budget(params.method("ciss-net-ade20k"), 3, 10)
     assert counts == {"steps": 13} and values["eval_steps"] == 2 and values["crop_size"] == 473
     assert re.fullmatch(r"\d+", str(values["batch_size"]))
+
+
+def test_a_count_inside_a_loop_is_no_phase(repo):
+    """`warmup` counts transitions before a DQN's first update, or an AC row's critic-only
+    first iterations of `steps`: no loop of its own, so no phase key; it is capped at the W
+    warm-up steps so the measured steps are full ones."""
+    from rlcv import params as P
+    from rlcv.forecast import budget
+
+    params = P.load(repo / "params.yaml")
+    params.raw["profile"] = "paper"
+    dqn = {**params.method("dqn-localizer"), "warmup": 5000}
+    values, counts = budget(dqn, 3, 10)
+    assert counts == {"episodes": 13} and values["warmup"] == 3
+    assert budget({**dqn, "warmup": 2}, 3, 10)[0]["warmup"] == 2
+    ac = {**params.method("acis-ac-dice-nosp"), "warmup": 1000}
+    values, counts = budget(ac, 3, 10)
+    assert "warmup" not in counts and "critic_warmup" in counts and values["warmup"] == 3
