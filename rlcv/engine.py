@@ -18,12 +18,14 @@ import os
 import random
 import sys
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.hooks import RemovableHandle
 
 from rlcv import io as rio
 
@@ -271,6 +273,21 @@ class _Progress:
             self.bar.close()
 
 
+_FIT_HOOKS: OrderedDict = OrderedDict()   # weakly referenced by the handles
+
+
+def register_fit_hook(hook: Callable[[Run, str, int, int], Callable[[int], None] | None]
+                      ) -> RemovableHandle:
+    """Call `hook(run, phase, start, steps)` as each `fit` loop starts its steps; a callable
+    it returns is called with each step's index once that step has run and its device work
+    is done (before the step's evaluation, history and checkpoint). For instruments: the
+    forecast (`rlcv.forecast.LoopTimer`) times a phase by its loop. `handle.remove()`
+    unregisters it, as torch's optimizer step hooks."""
+    handle = RemovableHandle(_FIT_HOOKS)
+    _FIT_HOOKS[handle.id] = hook
+    return handle
+
+
 def fit(
     run: Run,
     phase: str,
@@ -316,6 +333,8 @@ def fit(
              if isinstance(o, torch.optim.Optimizer)]
     progress = _Progress(run, phase, start, steps)
     phase_rows = [r for r in run.history if r.get("phase") == phase]
+    after_step = [f for f in (h(run, phase, start, steps) for h in list(_FIT_HOOKS.values()))
+                  if f is not None]
 
     def save(step_done: int) -> None:
         if not dist.is_main():
@@ -335,6 +354,8 @@ def fit(
     for step in range(start, steps):
         values = {k: float(v) for k, v in (step_fn(step) or {}).items()}
         sync(run.device)
+        for f in after_step:
+            f(step)
         due = eval_every and ((step + 1) % eval_every == 0 or step + 1 == steps)
         if eval_fn is not None and due:
             with torch.inference_mode():
@@ -368,10 +389,7 @@ def place(module: torch.nn.Module, dev: torch.device | str) -> torch.nn.Module:
     scored in the layout it was trained in. Layout changes no value, only the order of the
     convolutions' sums (the floats move by rounding); a 4-D weight is stored channels-last
     in the checkpoint and loads into either layout."""
-    fmt = memory_format(dev)
-    if fmt == torch.preserve_format:
-        return module.to(dev)
-    return module.to(dev, memory_format=fmt)
+    return module.to(dev, memory_format=memory_format(dev))
 
 
 def to_device(obj, dev: torch.device | str):

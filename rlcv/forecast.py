@@ -119,41 +119,30 @@ class StepTimer:
 class LoopTimer:
     """The start and the end time of every step of each `engine.fit` loop run inside the
     block while `active()` (the target row's own training, not its requirements'), as
-    (steps, start, ends): the clock of a phase whose optimizer steps do not count its
-    steps, as when a DQN updates per environment step and an episode is the phase's step.
-    Every training loop of the suite runs through `engine.fit`."""
+    (steps, start, ends) (`engine.register_fit_hook`; the device synchronized by the
+    loop): the clock of a phase whose optimizer steps do not count its steps, as when a
+    DQN updates per environment step and an episode is the phase's step. Every training
+    loop of the suite runs through `engine.fit`."""
 
-    def __init__(self, device: torch.device, active: Callable[[], bool]):
-        self.cuda, self.active = device.type == "cuda", active
+    def __init__(self, active: Callable[[], bool]):
+        self.active = active
         self.loops: list[tuple[int, float, list[float]]] = []
+
+    def _loop(self, run, phase: str, start: int, steps: int):
+        if not self.active():
+            return None
+        ends: list[float] = []
+        self.loops.append((steps - start, time.perf_counter(), ends))
+        return lambda step: ends.append(time.perf_counter())
 
     def __enter__(self):
         from rlcv import engine
 
-        self.fit = fit = engine.fit
-
-        def timed_fit(run, phase, objects, steps, step_fn, *args, **kwargs):
-            if not self.active():
-                return fit(run, phase, objects, steps, step_fn, *args, **kwargs)
-            ends: list[float] = []
-            self.loops.append((steps, time.perf_counter(), ends))
-
-            def step(i):
-                out = step_fn(i)
-                if self.cuda:
-                    torch.cuda.synchronize()
-                ends.append(time.perf_counter())
-                return out
-
-            return fit(run, phase, objects, steps, step, *args, **kwargs)
-
-        engine.fit = timed_fit
+        self.handle = engine.register_fit_hook(self._loop)
         return self
 
     def __exit__(self, *exc) -> None:
-        from rlcv import engine
-
-        engine.fit = self.fit
+        self.handle.remove()
 
 
 def per_step(times: list[float], every: int, warmup: int) -> float | None:
@@ -265,7 +254,7 @@ class Forecast(DryRun):
 
         self.target, self.counts = name, {}
         with StepTimer(self.device) as timer, \
-                LoopTimer(self.device, lambda: bool(self.counts)) as loops:
+                LoopTimer(lambda: bool(self.counts)) as loops:
             _, opts = self.train(name)
         self.forget(name)
         steps = [(f"{type(o).__name__}#{i}", timer.times.get(o, [])) for i, o in enumerate(opts)]

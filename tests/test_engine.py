@@ -65,6 +65,33 @@ def test_stale_checkpoint_is_not_resumed(tmp_path, capsys):
     assert "written for other settings" in capsys.readouterr().err
 
 
+def test_fit_hooks_see_each_loop_and_step_until_removed(tmp_path):
+    """A registered hook is told each loop's phase, start and steps as it starts (a
+    resumed loop: from its checkpoint; a finished one: not at all) and each step after it
+    ran; a removed one nothing."""
+    calls = []
+
+    def hook(run, phase, start, steps):
+        calls.append((phase, start, steps))
+        return lambda step: calls.append(step)
+
+    handle = engine.register_fit_hook(hook)
+    try:
+        with pytest.raises(Kill):
+            _train(tmp_path, 12, kill_at=6)     # checkpoint at step 4 survives
+        assert calls == [("main", 0, 12), *range(6)]
+        calls.clear()
+        _train(tmp_path, 12)
+        assert calls == [("main", 4, 12), *range(4, 12)]
+        calls.clear()
+        _train(tmp_path, 12)                    # finished: no loop runs
+        assert calls == []
+    finally:
+        handle.remove()
+    _train(tmp_path / "b", 3)
+    assert calls == [] and not engine._FIT_HOOKS
+
+
 def test_generator_is_keyed():
     a = torch.rand(3, generator=engine.generator(1, "x", 5))
     b = torch.rand(3, generator=engine.generator(1, "x", 5))
