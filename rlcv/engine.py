@@ -316,7 +316,8 @@ def fit(
     start = 0
     state = rio.torch_load(path) if path.exists() else None
     if state is not None and state.get("signature") != run.signature:
-        run.log(f"ignoring {path.name}: written for other settings; starting {phase} afresh")
+        run.log(f"ignoring {path.name}: written for other settings or code; "
+                f"starting {phase} afresh")
         state = None
     if state is not None:
         for name, obj in objects.items():

@@ -21,6 +21,7 @@ The seeds are written out from params.yaml, which `make repro` regenerates this 
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import yaml
@@ -66,6 +67,28 @@ def _row_code(row) -> list[str]:
     return sorted(files)
 
 
+def train_code(row) -> list[str]:
+    """The code a row's train stage runs, relative to ROOT: its own (`_row_code`) and
+    `SHARED_CODE`. dvc.yaml's code deps of the stage, and what a checkpoint's signature
+    hashes (`rlcv.seedrun.run_signature`), so a run folder DVC keeps (persist) is never
+    resumed under code DVC reruns the stage for."""
+    return sorted({*_row_code(row), *SHARED_CODE})
+
+
+def code_hash(paths: list[str]) -> str:
+    """sha256 of the files at `paths` (relative to ROOT; a folder: every file in it but
+    Python's byte code), each with its path."""
+    h = hashlib.sha256()
+    for rel in paths:
+        top = ROOT / rel
+        files = sorted(f for f in top.rglob("*") if f.is_file()) if top.is_dir() else [top]
+        for f in files:
+            if "__pycache__" in f.parts or f.suffix == ".pyc":
+                continue
+            h.update(f.relative_to(ROOT).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
 def rows_to_run(params: Params) -> list:
     """The registry rows that have a params.yaml entry, in params order."""
     rows = []
@@ -109,7 +132,7 @@ def stages(params: Params) -> dict:
         }
     seeds = " ".join(str(s) for s in params.seeds)
     for row in rows:
-        code = sorted({*_row_code(row), *SHARED_CODE})
+        code = train_code(row)
         data = f"data/staged/{row.dataset}"
         runs = [f"runs/{row.name}-{s}" for s in params.seeds]
         # a row copying its twin's runs (rlcv.twins) depends on them
@@ -119,8 +142,8 @@ def stages(params: Params) -> dict:
             "deps": [*code, data, *reqs],
             "params": _slice(params, "methods", row.name),
             # persist: DVC would delete the run folders before rerunning the stage, and an
-            # interrupted train could not resume; the settings signature discards stale
-            # checkpoints instead (rlcv.engine.fit)
+            # interrupted train could not resume; the signature (settings, inputs, code)
+            # discards stale checkpoints instead (rlcv.engine.fit)
             "outs": [*({r: {"persist": True}} for r in runs),
                      *({f"results/runs/{row.name}-{s}/history.csv": {"cache": False}}
                               for s in params.seeds)],

@@ -42,9 +42,14 @@ def data_kind(profile: str) -> str:
 
 
 def run_signature(params: P.Params, row, cfg, inputs: dict[str, Path]) -> str:
-    """What a checkpoint is trained under: row, profile, settings and its inputs' bytes."""
+    """What a checkpoint is trained under: row, profile, settings, its inputs' bytes and
+    the code its train stage runs (`pipeline.train_code`: a phase checkpoint written by
+    other code is not resumed, as DVC reruns the stage for it)."""
+    from rlcv import pipeline
+
     blob = {"row": row.name, "profile": params.profile, "config": cfg,
-            "inputs": {k: _file_hash(v) for k, v in inputs.items()}}
+            "inputs": {k: _file_hash(v) for k, v in inputs.items()},
+            "code": pipeline.code_hash(pipeline.train_code(row))}
     return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -204,8 +209,9 @@ def weights_list(params: P.Params, row) -> list[str]:
 
 
 def check_checkpoint(params: P.Params, row, seed: int, ckpt: Path) -> None:
-    """Refuse a checkpoint trained under other settings, profile or inputs than the
-    params in use (its signature differs): it would be scored as if it were current."""
+    """Refuse a checkpoint trained under other settings, profile, inputs or code than
+    the params and code in use (its signature differs): it would be scored as if it were
+    current."""
     from rlcv import engine
 
     inputs = required_checkpoints(row, seed)
@@ -213,6 +219,7 @@ def check_checkpoint(params: P.Params, row, seed: int, ckpt: Path) -> None:
     state = engine.load_checkpoint(ckpt)
     if not isinstance(state, dict) or state.get("signature") != want:
         raise DataError(ckpt, f"trained under other settings than {params.path} gives "
-                        f"(profile {params.profile}, methods.{row.name}, its inputs)",
+                        f"(profile {params.profile}, methods.{row.name}, its inputs) or "
+                        f"by other code than its train stage's now",
                         f"a checkpoint of these settings (run: rlcv train {row.name} "
                         f"--seed {seed})")

@@ -167,6 +167,44 @@ def test_train_run_folders_persist_across_dvc_reruns(repo):
         assert runs and all(next(iter(o.values())) == {"persist": True} for o in runs), name
 
 
+def test_train_does_not_resume_the_runs_of_other_code(work, capsys, monkeypatch):
+    """DVC reruns a train stage when its code changes and keeps its run folders
+    (persist): the finished phases the old code wrote are not resumed (the seed trains
+    afresh), and its checkpoint is refused for scoring until then."""
+    from rlcv import pipeline
+
+    ckpt = work / "runs" / f"{ROW}-0" / "checkpoint.pt"
+    before = ckpt.read_bytes()
+    assert main(["train", ROW, "--seed", "0"]) == 0   # same code: every phase is done
+    assert "afresh" not in capsys.readouterr().err and ckpt.read_bytes() == before
+    code_hash = pipeline.code_hash
+    monkeypatch.setattr(pipeline, "code_hash", lambda paths: "edited " + code_hash(paths))
+    assert "other code" in _one_line(capsys, main(["evaluate", ROW, "--seed", "0"]))
+    assert main(["train", ROW, "--seed", "0"]) == 0
+    assert "other settings or code; starting" in capsys.readouterr().err
+    assert main(["evaluate", ROW, "--seed", "0"]) == 0
+
+
+def test_the_code_hash_covers_every_file_but_byte_code(tmp_path, monkeypatch):
+    from rlcv import pipeline
+
+    monkeypatch.setattr(pipeline, "ROOT", tmp_path)
+    (tmp_path / "pkg" / "__pycache__").mkdir(parents=True)
+    (tmp_path / "pkg" / "a.py").write_text("x = 1\n")
+    (tmp_path / "b.py").write_text("y = 2\n")
+    paths = ["pkg", "b.py"]
+    first = pipeline.code_hash(paths)
+    (tmp_path / "pkg" / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"\0")
+    assert pipeline.code_hash(paths) == first
+    (tmp_path / "pkg" / "sub").mkdir()
+    (tmp_path / "pkg" / "sub" / "c.py").write_text("")
+    second = pipeline.code_hash(paths)
+    assert second != first
+    (tmp_path / "pkg" / "a.py").write_text("x = 2\n")
+    assert pipeline.code_hash(paths) not in (first, second)
+    assert pipeline.code_hash(["b.py"]) != pipeline.code_hash(["pkg"])
+
+
 # 5 ------------------------------------------------------------ one line, always
 def test_truncated_checkpoint_is_one_line(work, capsys):
     ckpt = work / "runs" / f"{ROW}-0" / "checkpoint.pt"
