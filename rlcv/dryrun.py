@@ -33,7 +33,11 @@ import torch
 from rlcv import params as P
 
 _STEPS = re.compile(r"^(steps|episodes)$")
-_PHASES = re.compile(r"^(warmup|critic_warmup|(?!max_|table_|eval_)\w+_steps)$")
+_PHASES = re.compile(r"^(critic_warmup|(?!max_|table_|eval_)\w+_steps)$")
+_INNER = ("warmup",)
+"""Counts inside another phase's loop, not loops of their own: a DQN's transitions stored
+before its first update (methods/activeloc), an AC row's critic-only first iterations of
+its `steps` (methods/acis: `warmup`; `critic_warmup` is a loop of its own)."""
 _BATCH = re.compile(r"^(batch_size|\w+_batch)$")
 _SMALL = {"eval_images": 2, "replay": 16, "t_max": 3, "eval_every": 0, "proposals": 16,
           "det_proposals": 16, "rois_per_image": 8, "max_steps": 3}
@@ -54,7 +58,7 @@ def shrink(values: dict) -> dict:
             continue
         if _STEPS.match(key):
             out[key] = min(value, 2)
-        elif _PHASES.match(key):
+        elif _PHASES.match(key) or key in _INNER:
             out[key] = min(value, 1)
         elif _BATCH.match(key):
             out[key] = min(value, 2)

@@ -39,16 +39,12 @@ from pathlib import Path
 import torch
 
 from rlcv import params as P
-from rlcv.dryrun import _PHASES, _STEPS, DryRun, scratch, shrink
+from rlcv.dryrun import _INNER, _PHASES, _STEPS, DryRun, scratch, shrink
 
 OUT = Path("results/paper-forecast.md")
 _NOT_SIZE = ("root", "min_object")   # the real data's root; a selection threshold in px
 _SOURCE = ("image_hw", "synth_size")  # the synthetic writers' source image sizes
 _PRETRAIN_BATCH = ("preproc_steps", "cvae_steps")   # ACIS pre-training (methods/acis/rows.py)
-_INNER = ("warmup",)
-"""Counts inside another phase's loop, not loops of their own: a DQN's transitions stored
-before its first update (methods/activeloc), an AC row's critic-only first iterations of
-its `steps` (methods/acis: `warmup`; `critic_warmup` is a loop of its own)."""
 
 
 def budget(values: dict, warmup: int, measure: int) -> tuple[dict, dict]:
@@ -57,7 +53,7 @@ def budget(values: dict, warmup: int, measure: int) -> tuple[dict, dict]:
     `_INNER` count is capped at the W warm-up steps, so every measured step is a full one
     (the real run's cheaper first steps are counted at full cost: an upper bound)."""
     keys = sorted(k for k, v in values.items() if type(v) is int and not k.startswith("eval_")
-                  and k not in _INNER and (_STEPS.match(k) or _PHASES.match(k)))
+                  and (_STEPS.match(k) or _PHASES.match(k)))
     counts = {k: warmup + measure + i for i, k in enumerate(keys)}
     small = shrink({k: values[k] for k in ("eval_images", "eval_every") if k in values})
     inner = {k: min(values[k], warmup) for k in _INNER if type(values.get(k)) is int}
